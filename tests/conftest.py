@@ -1,0 +1,98 @@
+"""Shared fixtures: tiny random models, images, and an official-layout checkpoint written by the test
+itself from the independent reference (tests/reference/official_vlora.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from reference.official_vlora import OfficialTinyConfig, official_config_json, random_official_state_dict
+
+from vlora.config import preset
+from vlora.model import MultimodalLM, build_vlora
+from vlora.tokenizer import build_tiny_tokenizer
+
+torch.set_num_threads(2)
+
+
+def make_image(seed: int, size: tuple[int, int] = (60, 44)) -> Image.Image:
+    """A random RGB image (deterministic)."""
+    g = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 256, (size[1], size[0], 3), generator=g, dtype=torch.uint8)
+    return Image.fromarray(pixels.numpy())
+
+
+def randomize_w_s(model: MultimodalLM, std: float = 0.5, seed: int = 0) -> MultimodalLM:
+    """W_s is zero at initialisation; tests give it values so the perceptual weights act."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.connector.w_s.values():
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+    return model
+
+
+@pytest.fixture
+def tiny_config():
+    return preset("vlora-tiny")
+
+
+@pytest.fixture
+def tiny_model(tiny_config) -> MultimodalLM:
+    return randomize_w_s(build_vlora(tiny_config, seed=0)).eval()
+
+
+@pytest.fixture
+def images() -> list[Image.Image]:
+    return [make_image(1), make_image(2, (40, 70)), make_image(3, (50, 50))]
+
+
+OFFICIAL_TINY = OfficialTinyConfig(vocab_size=1024, vlora_heads=16)  # 16 heads: the official hard-coded value
+
+
+def write_clip_folder(folder: Path, hidden: int = OFFICIAL_TINY.vlora_visual_dim, seed: int = 0) -> Path:
+    """A tiny random CLIP vision model saved as users have CLIP: a folder with config.json + weights."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    torch.manual_seed(seed)
+    clip = CLIPVisionModel(CLIPVisionConfig(image_size=56, patch_size=14, hidden_size=hidden,
+                                            intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=4))
+    clip.save_pretrained(folder)
+    return folder
+
+
+def write_official_checkpoint(folder: Path, cfg: OfficialTinyConfig = OFFICIAL_TINY, seed: int = 0,
+                              state: dict | None = None, shards: int = 1, safetensors: bool = False,
+                              with_extras: bool = True) -> dict[str, torch.Tensor]:
+    """An official-layout folder written key by key from the reference (not by the project's exporter)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = state if state is not None else random_official_state_dict(cfg, seed=seed, with_extras=with_extras)
+    clip = write_clip_folder(folder.parent / f"{folder.name}-clip")
+    (folder / "config.json").write_text(json.dumps(official_config_json(cfg, vision_tower=str(clip))))
+    build_tiny_tokenizer(cfg.vocab_size).save_pretrained(folder)
+    keys = list(state)
+    parts = [keys[i::shards] for i in range(shards)]
+    ext = "safetensors" if safetensors else "bin"
+    names = ([f"model.{ext}" if safetensors else "pytorch_model.bin"] if shards == 1 else
+             [f"{'model' if safetensors else 'pytorch_model'}-{i + 1:05d}-of-{shards:05d}.{ext}" for i in range(shards)])
+    for name, part in zip(names, parts, strict=True):
+        tensors = {k: state[k].contiguous() for k in part}
+        if safetensors:
+            from safetensors.torch import save_file
+
+            save_file(tensors, str(folder / name))
+        else:
+            torch.save(tensors, folder / name)
+    if shards > 1:
+        index = {"metadata": {}, "weight_map": {k: names[i] for i, part in enumerate(parts) for k in part}}
+        index_name = "model.safetensors.index.json" if safetensors else "pytorch_model.bin.index.json"
+        (folder / index_name).write_text(json.dumps(index))
+    return state
+
+
+@pytest.fixture
+def official_checkpoint(tmp_path) -> tuple[Path, dict[str, torch.Tensor]]:
+    folder = tmp_path / "vlora-official"
+    return folder, write_official_checkpoint(folder)

@@ -1,0 +1,64 @@
+"""Checkpoint layouts: detect what a folder is, load it, describe it, save our own.
+
+Each layout module offers `NAME`, `matches(folder)`, `load(folder, vision_tower, dtype)` and
+`describe(folder, vision_tower)`; `LAYOUTS` lists them in detection order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from vlora.checkpoints import official_vlora, own
+from vlora.checkpoints.assemble import CheckpointReport
+from vlora.errors import CheckpointError
+
+LAYOUTS = (own, official_vlora)
+
+
+def detect(folder: str | Path):
+    """The layout module of a checkpoint folder, or None."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    return next((layout for layout in LAYOUTS if layout.matches(folder)), None)
+
+
+def _why_not(folder: Path) -> str:
+    if not folder.exists():
+        return f"{folder} does not exist"
+    if not folder.is_dir():
+        return f"{folder} is a file, not a checkpoint folder"
+    if not (folder / "config.json").is_file():
+        return f"{folder} has neither {own.MANIFEST} nor config.json"
+    return f"{folder}/config.json describes no supported multimodal layout ({', '.join(m.NAME for m in LAYOUTS)})"
+
+
+def load_model(folder: str | Path, vision_tower: str | Path | None = None, dtype: torch.dtype | None = None):
+    """A `MultimodalLM` from any supported checkpoint folder."""
+    layout = detect(folder)
+    if layout is None:
+        raise CheckpointError(f"not a checkpoint: {_why_not(Path(folder))}")
+    return layout.load(Path(folder), vision_tower=vision_tower, dtype=dtype)
+
+
+def describe(folder: str | Path, vision_tower: str | Path | None = None) -> CheckpointReport:
+    """What `vlora-eval inspect` prints; a folder that is no checkpoint gets kind "none" and the reason."""
+    folder = Path(folder)
+    layout = detect(folder)
+    if layout is None:
+        return CheckpointReport(path=str(folder), kind="none", summary="not a checkpoint",
+                                problems=[_why_not(folder)])
+    try:
+        return layout.describe(folder, vision_tower=vision_tower)
+    except CheckpointError as e:
+        return CheckpointReport(path=str(folder), kind=layout.NAME, summary="unreadable checkpoint", problems=[str(e)])
+
+
+def save_model(model, folder: str | Path, max_shard_size: str | int = "5GB") -> Path:
+    """Save in the project's own layout (safetensors + vlora_eval.json + tokenizer)."""
+    return own.save(model, folder, max_shard_size)
+
+
+__all__ = ["CheckpointReport", "LAYOUTS", "describe", "detect", "load_model", "save_model"]

@@ -1,0 +1,285 @@
+"""The official VLoRA release layout (FeipengMa6/VLoRA, `feipengma/VLoRA-7b-v1`).
+
+A LLaVA-style folder: `config.json` (Llama fields + `mm_*` / `vlora_*` fields), weights as `.bin`
+or `.safetensors`, maybe sharded with an index; Llama keys as Vicuna's; the generator under
+`model.mm_projector.` (`gen.{i}` = one query decoder per type in `vlora_type` order, `Bs` = all
+W_s rows [1, T*S, h*r]). CLIP comes from a separate folder (`mm_vision_tower` or the user's).
+`rotary_emb.inv_freq` and vision-tower copies are ignored. The generator's dimensions are read
+from the tensors and checked against the config (the official scripts disagree on `vlora_dim`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from vlora.checkpoints.assemble import CheckpointReport, count_by_part, fill, shape_problems
+from vlora.checkpoints.files import iter_tensors, read_json, save_state_dict, tensor_shapes, weight_files
+from vlora.config import GeneratorConfig, LLMConfig, ModelConfig, VisionConfig
+from vlora.errors import CheckpointError, ConfigError
+
+NAME = "official-vlora"
+PREFIX = "model.mm_projector."
+OFFICIAL_HEADS = 16  # hard-coded in the official generator; `vlora_heads` (ours) overrides it
+
+
+def matches(folder: Path) -> bool:
+    path = folder / "config.json"
+    if not path.is_file():
+        return False
+    cfg = read_json(path)
+    return cfg.get("model_type") == "llava_vlora" or cfg.get("mm_projector_type") == "vlora"
+
+
+def ignored(key: str) -> bool:
+    return key.endswith("rotary_emb.inv_freq") or key.startswith("model.vision_tower.")
+
+
+# --- key names -------------------------------------------------------------------------------------
+def official_key(own: str, shared: bool) -> str:
+    """Our key -> the official key (W_s rows live inside the single `Bs` tensor)."""
+    if own.startswith("llm."):
+        return own[len("llm."):]
+    rest = own[len("connector."):]
+    if rest.startswith("w_s."):
+        return PREFIX + "Bs"
+    match = re.match(r"type_decoders\.(\d+)\.(.*)", rest)
+    if match:
+        return PREFIX + ("gen." if shared else f"gen.{match[1]}.") + match[2]
+    return PREFIX + rest
+
+
+def own_key(key: str, shared: bool) -> str:
+    """The official key -> ours (`Bs` excepted: it splits into `connector.w_s.{type}`)."""
+    if not key.startswith(PREFIX):
+        return "llm." + key
+    rest = key[len(PREFIX):]
+    match = re.match(r"gen\.(\d+)\.(.*)", rest)
+    if match:
+        return f"connector.type_decoders.{match[1]}.{match[2]}"
+    if rest.startswith("gen."):
+        return "connector.type_decoders.0." + rest[len("gen."):]
+    return "connector." + rest
+
+
+# --- configuration -----------------------------------------------------------------------------------
+def _generator_from(cfg: dict, shapes: dict[str, tuple[int, ...]], llm: LLMConfig) -> tuple[GeneratorConfig, int, int, list[str]]:
+    """GeneratorConfig, CLIP width and positions, read from the tensors and checked against config.json."""
+    def shape(key: str) -> tuple[int, ...]:
+        if PREFIX + key not in shapes:
+            raise CheckpointError(f"missing key {PREFIX + key!r}: not an official VLoRA checkpoint")
+        return shapes[PREFIX + key]
+
+    shared = not cfg.get("weights_sep", True)
+    head = "gen." if shared else "gen.0."
+    dim, visual_dim = shape("visual_proj.weight")
+    positions = shape("pos_embed")[1]
+    blocks = len({m[1] for k in shapes if (m := re.match(re.escape(PREFIX + head) + r"decoders\.(\d+)\.", k))})
+    rank = shape(head + "weights_head.weight")[0] // llm.hidden_size
+    types = cfg.get("vlora_type", "qkvom")
+    n_types = 1 if shared else len({m[1] for k in shapes if (m := re.match(re.escape(PREFIX) + r"gen\.(\d+)\.", k))})
+    if not shared and n_types != len(types):
+        raise CheckpointError(f"the checkpoint has {n_types} generators (gen.*) but vlora_type is {types!r}")
+    try:
+        generator = GeneratorConfig(
+            types=types, rank=rank, alpha=cfg.get("vlora_alpha"), blocks=blocks, hidden=dim,
+            heads=cfg.get("vlora_heads", OFFICIAL_HEADS), mlp_ratio=shape(head + "decoders.0.linear1.weight")[0] // dim,
+            skip=cfg.get("skip_layers", 1), shared=shared)
+        slots = len(generator.target_layers(llm.num_layers))
+    except ConfigError as e:
+        raise CheckpointError(f"inconsistent VLoRA configuration: {e}") from None
+    queries = shape(head + "queries")[1]
+    if queries != slots * (len(types) if shared else 1):
+        raise CheckpointError(f"{PREFIX + head}queries holds {queries} queries but skip_layers="
+                              f"{generator.skip} over {llm.num_layers} layers gives {slots} slots")
+    problems = [f"config.json says {field} = {cfg[field]} but the tensors give {value} (the tensors are used)"
+                for field, value in (("vlora_dim", dim), ("vlora_depth", blocks), ("vlora_rank", rank),
+                                     ("vlora_visual_dim", visual_dim), ("vlora_pos_num", positions),
+                                     ("vlora_llm_dim", llm.hidden_size), ("vlora_llm_depth", llm.num_layers))
+                if field in cfg and cfg[field] != value]
+    return generator, visual_dim, positions, problems
+
+
+def resolve_vision_tower(folder: Path, cfg: dict, override: str | Path | None) -> Path | None:
+    """The CLIP folder: the user's, else `mm_vision_tower` if it names a local folder."""
+    if override is not None:
+        path = Path(override)
+        if not (path / "config.json").is_file():
+            raise CheckpointError(f"vision tower {path} is not a CLIP folder (no config.json)")
+        return path
+    name = cfg.get("mm_vision_tower")
+    for path in ([Path(name), folder / name] if name else []):
+        if (path / "config.json").is_file():
+            return path
+    return None
+
+
+def _read(folder: Path) -> tuple[dict, list[Path], dict[str, tuple[int, ...]], LLMConfig]:
+    cfg = read_json(folder / "config.json")
+    files = weight_files(folder)
+    shapes = {k: s for f in files for k, (s, _) in tensor_shapes(f).items()}
+    try:
+        llm = LLMConfig.from_hf_dict(cfg)
+    except ConfigError as e:
+        raise CheckpointError(f"{folder / 'config.json'}: {e}") from None
+    if cfg.get("mm_vision_select_feature", "patch") != "patch":
+        raise CheckpointError(f"{folder / 'config.json'}: mm_vision_select_feature "
+                              f"{cfg['mm_vision_select_feature']!r} is not supported (only 'patch')")
+    return cfg, files, shapes, llm
+
+
+def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Official key -> shape for a model of this configuration."""
+    from vlora.model import MultimodalLM
+
+    skeleton = MultimodalLM.from_config(config, tokenizer=object(), empty=True)
+    return {k: tuple(v.shape) for k, v in to_official_state(skeleton).items()}
+
+
+# --- load / describe / export -------------------------------------------------------------------
+def load(folder: Path, vision_tower: str | Path | None = None, dtype: torch.dtype | None = None):
+    from vlora.model import MultimodalLM
+    from vlora.tokenizer import load_tokenizer
+    from vlora.vision import VisionTower
+
+    cfg, files, shapes, llm = _read(folder)
+    generator, visual_dim, positions, _ = _generator_from(cfg, shapes, llm)
+    clip = resolve_vision_tower(folder, cfg, vision_tower)
+    if clip is None:
+        raise CheckpointError(f"{folder}: vision tower {cfg.get('mm_vision_tower')!r} is not a local folder; "
+                              "pass the CLIP folder with --vision-tower")
+    vision = VisionTower.from_pretrained(clip, select_layer=cfg.get("mm_vision_select_layer", -2), dtype=dtype)
+    if (vision.config.hidden_size, vision.config.num_patches) != (visual_dim, positions):
+        raise CheckpointError(f"CLIP at {clip} gives {vision.config.num_patches} x {vision.config.hidden_size} "
+                              f"features; the generator expects {positions} x {visual_dim}")
+    config = ModelConfig(llm=llm, vision=vision.config, connector=generator)
+    problems = shape_problems(shapes, expected_shapes(config), ignored)
+    if problems:
+        raise CheckpointError(f"{folder}: {problems[0]}" + (f" (and {len(problems) - 1} more problems)"
+                                                            if len(problems) > 1 else ""))
+    model = MultimodalLM.from_config(config, tokenizer=load_tokenizer(folder), vision=vision, empty=True)
+    fill(model, _own_tensors(files, generator, llm), str(folder), dtype,
+         checkpoint_name=lambda k: official_key(k, generator.shared))
+    return model
+
+
+def _own_tensors(files: list[Path], generator: GeneratorConfig, llm: LLMConfig):
+    """(our key, official key, tensor) for every tensor that is not ignored; `Bs` split per type."""
+    slots = len(generator.target_layers(llm.num_layers))
+    for path in files:
+        for key, tensor in iter_tensors(path):
+            if ignored(key):
+                continue
+            if key == PREFIX + "Bs":
+                rows = tensor.reshape(len(generator.types), slots, llm.hidden_size, generator.rank)
+                for i, t in enumerate(generator.types):
+                    yield f"connector.w_s.{t}", key, rows[i]
+            else:
+                yield own_key(key, generator.shared), key, tensor
+
+
+def describe(folder: Path, vision_tower: str | Path | None = None) -> CheckpointReport:
+    cfg, files, shapes, llm = _read(folder)
+    generator, visual_dim, positions, problems = _generator_from(cfg, shapes, llm)
+    clip = resolve_vision_tower(folder, cfg, vision_tower)
+    vision = None
+    if clip is None:
+        problems.append(f"vision tower {cfg.get('mm_vision_tower')!r} is not a local folder: "
+                        "loading needs --vision-tower PATH")
+    else:
+        from transformers import AutoConfig
+
+        from vlora.hf_quiet import quiet_transformers
+
+        with quiet_transformers():
+            hf_vision = AutoConfig.from_pretrained(clip)
+        vision = VisionConfig.from_hf(hf_vision, cfg.get("mm_vision_select_layer", -2))
+        if (vision.hidden_size, vision.num_patches) != (visual_dim, positions):
+            problems.append(f"CLIP at {clip} gives {vision.num_patches} x {vision.hidden_size} features; "
+                            f"the generator expects {positions} x {visual_dim}")
+    side = int(round(positions ** 0.5))
+    stand_in = VisionConfig(image_size=side * 14, patch_size=14, hidden_size=visual_dim, num_heads=1)
+    config = ModelConfig(llm=llm, vision=vision or stand_in, connector=generator)
+    problems += shape_problems(shapes, expected_shapes(config), ignored)
+    ignored_keys = [k for k in shapes if ignored(k)]
+    notes = [f"{len(ignored_keys)} key(s) ignored as the official loader does (rotary_emb.inv_freq, "
+             "vision-tower copies)"] if ignored_keys else []
+    if not any((folder / n).is_file() for n in ("tokenizer.model", "tokenizer.json")):
+        problems.append("no tokenizer (tokenizer.model or tokenizer.json) in the folder")
+    counts = count_by_part(shapes, lambda k: None if ignored(k) else ("connector" if k.startswith(PREFIX) else "llm"))
+    if vision is not None:
+        from vlora.model import MultimodalLM
+
+        skeleton = MultimodalLM.from_config(config, tokenizer=object(), empty=True)
+        counts["vision"] = skeleton.parameter_counts()["vision"]
+    return CheckpointReport(
+        path=str(folder), kind=NAME, summary="official VLoRA release layout (llava_vlora)",
+        dims=_dims(config, str(clip) if clip else None), parameters=counts, problems=problems,
+        notes=notes)
+
+
+def _dims(config: ModelConfig, vision_source: str | None) -> dict[str, dict]:
+    llm, g = config.llm, config.connector
+    return {
+        "llm": {"hidden": llm.hidden_size, "layers": llm.num_layers, "heads": llm.num_heads,
+                "kv_heads": llm.num_kv_heads, "intermediate": llm.intermediate_size, "vocab": llm.vocab_size},
+        "generator": {"types": g.types, "rank": g.rank, "alpha": g.alpha, "blocks (N)": g.blocks,
+                      "hidden (h_p)": g.hidden, "heads": g.heads, "queries (k)": len(g.target_layers(llm.num_layers)),
+                      "layers": list(g.target_layers(llm.num_layers)), "shared": g.shared},
+        "vision": {"weights": vision_source or "not found", "image": config.vision.image_size,
+                   "patch": config.vision.patch_size, "width": config.vision.hidden_size,
+                   "patches (c)": config.vision.num_patches},
+    }
+
+
+def to_official_state(model) -> dict[str, torch.Tensor]:
+    """Our model's LLM and generator tensors under the official keys (CLIP is not part of the release)."""
+    g = model.config.connector
+    if any(model.connector.w_s[t].shape[1] != model.config.llm.hidden_size for t in g.types):
+        raise CheckpointError("the official layout stores every W_s as [hidden, rank]; k/v under grouped-query "
+                              "attention do not fit it")
+    state = {}
+    for key, tensor in model.state_dict().items():
+        if key.startswith("vision.") or key.startswith("connector.w_s."):
+            continue
+        state[official_key(key, g.shared)] = tensor
+    slots = len(g.target_layers(model.config.llm.num_layers))
+    state[PREFIX + "Bs"] = torch.cat([model.connector.w_s[t].reshape(slots, -1) for t in g.types]).unsqueeze(0)
+    return state
+
+
+def config_json(config: ModelConfig, vision_tower: str) -> dict:
+    """config.json as the official release writes it (Llama fields + mm_* / vlora_* fields)."""
+    llm, g = config.llm, config.connector
+    hf = config.llm.to_hf().to_dict()
+    hf.update(architectures=["LlavaLlamaVLoRAForCausalLM"], model_type="llava_vlora", pretraining_tp=1,
+              mm_vision_tower=vision_tower, mm_projector_type="vlora", mm_hidden_size=config.vision.hidden_size,
+              mm_vision_select_layer=config.vision.select_layer, mm_vision_select_feature="patch",
+              use_mm_proj=True, mm_use_im_start_end=False, mm_use_im_patch_token=False,
+              image_aspect_ratio="pad", tokenizer_padding_side="right", tokenizer_model_max_length=2048,
+              vlora_dim=g.hidden, vlora_depth=g.blocks, vlora_visual_dim=config.vision.hidden_size,
+              vlora_pos_num=config.vision.num_patches, vlora_llm_dim=llm.hidden_size,
+              vlora_llm_depth=llm.num_layers, vlora_rank=g.rank, vlora_alpha=g.alpha, vlora_type=g.types,
+              weights_sep=not g.shared, skip_layers=g.skip)
+    if g.heads != OFFICIAL_HEADS:
+        hf["vlora_heads"] = g.heads
+    if g.layers is not None:
+        raise CheckpointError("the official layout places weights by skip_layers only; explicit layers do not fit")
+    return hf
+
+
+def export(model, folder: str | Path, clip_folder: str | Path, safe_serialization: bool = True,
+           max_shard_size: str | int = "5GB") -> None:
+    """Write `model` in the official layout (+ its CLIP to `clip_folder`, named by mm_vision_tower)."""
+    folder, clip_folder = Path(folder), Path(clip_folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config_json(model.config, str(clip_folder.resolve())), indent=2))
+    save_state_dict(to_official_state(model), folder, max_shard_size, safe_serialization)
+    model.tokenizer.save_pretrained(folder)
+    from vlora.hf_quiet import quiet_transformers
+
+    with quiet_transformers():
+        model.vision.clip.save_pretrained(clip_folder)

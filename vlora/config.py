@@ -1,0 +1,258 @@
+"""Typed, validated configurations: the LLM, the vision tower, the perceptual weights generator.
+
+Configs are frozen dataclasses checked at construction; YAML, JSON and CLI flags become these at the
+edge (`from_dict`). The presets at the bottom are data: the paper's VLoRA-7B and tiny random
+configurations for tests and demos.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from vlora.errors import ConfigError
+
+WEIGHT_TYPES = "qkvom"  # the five weight types of a decoder block (paper Sect. 3): q, k, v, o and m = MLP
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """A Llama-family decoder (Vicuna-7B-v1.5 by default)."""
+
+    hidden_size: int = 4096
+    intermediate_size: int = 11008
+    num_layers: int = 32
+    num_heads: int = 32
+    num_kv_heads: int = 32
+    vocab_size: int = 32000
+    max_position_embeddings: int = 4096
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    bos_token_id: int = 1
+    eos_token_id: int = 2
+    pad_token_id: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.hidden_size % self.num_heads == 0,
+               f"llm.hidden_size {self.hidden_size} is not a multiple of llm.num_heads {self.num_heads}")
+        _check(self.num_heads % self.num_kv_heads == 0,
+               f"llm.num_heads {self.num_heads} is not a multiple of llm.num_kv_heads {self.num_kv_heads}")
+        _check(self.num_layers > 0 and self.vocab_size > 0, "llm.num_layers and llm.vocab_size must be positive")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def kv_size(self) -> int:
+        """Output width of k_proj / v_proj (smaller than hidden_size under grouped-query attention)."""
+        return self.num_kv_heads * self.head_dim
+
+    def to_hf(self, attn_implementation: str = "sdpa"):
+        from transformers import LlamaConfig
+
+        return LlamaConfig(
+            hidden_size=self.hidden_size, intermediate_size=self.intermediate_size,
+            num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
+            num_key_value_heads=self.num_kv_heads, vocab_size=self.vocab_size,
+            max_position_embeddings=self.max_position_embeddings, rms_norm_eps=self.rms_norm_eps,
+            rope_theta=self.rope_theta, bos_token_id=self.bos_token_id, eos_token_id=self.eos_token_id,
+            pad_token_id=self.pad_token_id, hidden_act="silu", tie_word_embeddings=False,
+            attn_implementation=attn_implementation,
+        )
+
+    @classmethod
+    def from_hf_dict(cls, d: dict[str, Any]) -> LLMConfig:
+        """From a Llama `config.json` (as Vicuna, LLaVA and the official VLoRA release write it)."""
+        try:
+            return cls(
+                hidden_size=d["hidden_size"], intermediate_size=d["intermediate_size"],
+                num_layers=d["num_hidden_layers"], num_heads=d["num_attention_heads"],
+                num_kv_heads=d.get("num_key_value_heads") or d["num_attention_heads"],
+                vocab_size=d["vocab_size"], max_position_embeddings=d.get("max_position_embeddings", 4096),
+                rms_norm_eps=d.get("rms_norm_eps", 1e-5),
+                rope_theta=(d.get("rope_parameters") or {}).get("rope_theta", d.get("rope_theta", 10000.0)),
+                bos_token_id=d.get("bos_token_id", 1), eos_token_id=d.get("eos_token_id", 2),
+                pad_token_id=d.get("pad_token_id") if d.get("pad_token_id") is not None else 0,
+            )
+        except KeyError as e:
+            raise ConfigError(f"LLM config lacks the field {e.args[0]!r}") from None
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """A CLIP ViT vision tower (CLIP-ViT-L/14 at 336 px by default) and its preprocessing."""
+
+    image_size: int = 336
+    patch_size: int = 14
+    hidden_size: int = 1024
+    intermediate_size: int = 4096
+    num_layers: int = 24
+    num_heads: int = 16
+    select_layer: int = -2  # LLaVA/VLoRA use hidden_states[-2] (the second-to-last block's output)
+    image_mean: tuple[float, float, float] = CLIP_MEAN
+    image_std: tuple[float, float, float] = CLIP_STD
+
+    def __post_init__(self) -> None:
+        _check(self.image_size % self.patch_size == 0,
+               f"vision.image_size {self.image_size} is not a multiple of vision.patch_size {self.patch_size}")
+        _check(-self.num_layers - 1 <= self.select_layer <= self.num_layers,
+               f"vision.select_layer {self.select_layer} is outside the {self.num_layers + 1} hidden states")
+
+    @property
+    def num_patches(self) -> int:
+        """c in the paper: patch tokens after the CLS token is dropped (576 for CLIP-L/14 at 336 px)."""
+        return (self.image_size // self.patch_size) ** 2
+
+    def to_hf(self):
+        from transformers import CLIPVisionConfig
+
+        return CLIPVisionConfig(
+            image_size=self.image_size, patch_size=self.patch_size, hidden_size=self.hidden_size,
+            intermediate_size=self.intermediate_size, num_hidden_layers=self.num_layers,
+            num_attention_heads=self.num_heads, hidden_act="quick_gelu",
+        )
+
+    @classmethod
+    def from_hf(cls, hf_config, select_layer: int = -2, image_mean=CLIP_MEAN, image_std=CLIP_STD) -> VisionConfig:
+        c = getattr(hf_config, "vision_config", hf_config)  # a whole CLIPConfig or a CLIPVisionConfig
+        return cls(image_size=c.image_size, patch_size=c.patch_size, hidden_size=c.hidden_size,
+                   intermediate_size=c.intermediate_size, num_layers=c.num_hidden_layers,
+                   num_heads=c.num_attention_heads, select_layer=select_layer,
+                   image_mean=tuple(image_mean), image_std=tuple(image_std))
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """The perceptual weights generator (paper Fig. 3; official `LoRAGenerater` conventions).
+
+    k, the number of perceptual queries per type, equals the number of LLM blocks that receive
+    weights: one query per receiving block (official: k = num_layers // skip).
+    """
+
+    types: str = "qkvom"  # which weights get perceptual weights, in generator order (gen.{i} = types[i])
+    rank: int = 64  # r
+    alpha: float | None = 64.0  # B is scaled by alpha / rank; None = scale 1 (official)
+    blocks: int = 8  # N decoder blocks
+    hidden: int = 512  # h_p
+    heads: int = 16  # attention heads of the generator (hard-coded 16 in the official code)
+    mlp_ratio: int = 4
+    skip: int = 4  # official placement: layer l receives slot l // skip when (l + 1) % skip == 0
+    layers: tuple[int, ...] | None = None  # explicit receiving layers (overrides skip), slot = position
+    shared: bool = False  # one generator (with k * len(types) queries) for all types
+
+    def __post_init__(self) -> None:
+        _check(len(self.types) > 0 and set(self.types) <= set(WEIGHT_TYPES),
+               f"generator.types {self.types!r} must be a non-empty subset of {WEIGHT_TYPES!r}")
+        _check(len(set(self.types)) == len(self.types), f"generator.types {self.types!r} repeats a type")
+        _check(self.rank > 0 and self.blocks > 0 and self.hidden > 0 and self.skip > 0,
+               "generator.rank, blocks, hidden and skip must be positive")
+        _check(self.hidden % self.heads == 0,
+               f"generator.hidden {self.hidden} is not a multiple of generator.heads {self.heads}")
+        if self.layers is not None:
+            _check(len(self.layers) > 0 and len(set(self.layers)) == len(self.layers),
+                   f"generator.layers {self.layers} must be non-empty and without repeats")
+
+    @property
+    def scale(self) -> float:
+        return 1.0 if self.alpha is None else self.alpha / self.rank
+
+    def target_layers(self, num_layers: int) -> tuple[int, ...]:
+        """LLM blocks that receive perceptual weights; slot s of each type goes to target_layers[s]."""
+        if self.layers is not None:
+            bad = [layer for layer in self.layers if not 0 <= layer < num_layers]
+            _check(not bad, f"generator.layers {bad} lie outside the LLM's {num_layers} layers")
+            return tuple(self.layers)
+        chosen = tuple(layer for layer in range(num_layers) if (layer + 1) % self.skip == 0)
+        _check(len(chosen) > 0, f"generator.skip {self.skip} exceeds the LLM's {num_layers} layers")
+        return chosen
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One multimodal model: vision tower -> connector -> LLM. For VLoRA the connector is the generator."""
+
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    connector: GeneratorConfig = field(default_factory=GeneratorConfig)
+
+    def __post_init__(self) -> None:
+        self.connector.target_layers(self.llm.num_layers)  # validates placement against the LLM
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        return _from_dict(cls, d, "")
+
+    def replace(self, **sections: dict[str, Any]) -> ModelConfig:
+        """A copy with fields of some sections overridden: `cfg.replace(connector={"rank": 16})`."""
+        changed = {name: _from_dict(type(getattr(self, name)), {**dataclasses.asdict(getattr(self, name)), **v}, name)
+                   for name, v in sections.items()}
+        return dataclasses.replace(self, **changed)
+
+
+def _from_dict(cls, d: dict[str, Any], where: str):
+    """Build dataclass `cls` from plain data, naming any unknown field; lists become tuples."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"config section {where or cls.__name__!r} must be a mapping, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {unknown} in {where or cls.__name__}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in d.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = _from_dict(hint, value, f"{where}.{name}".strip("."))
+        elif isinstance(value, list) and _is_tuple_hint(hint):
+            value = tuple(value)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"bad config for {where or cls.__name__}: {e}") from None
+
+
+def _is_tuple_hint(hint) -> bool:
+    if typing.get_origin(hint) is tuple:
+        return True
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(typing.get_origin(a) is tuple for a in typing.get_args(hint))
+    return False
+
+
+# --- presets (data) -------------------------------------------------------------------------------
+TINY_VOCAB = 1024  # the project's generated tiny tokenizer fits in this
+
+PRESETS: dict[str, ModelConfig] = {
+    # The paper's model: Vicuna-7B-v1.5 + CLIP-L/14-336, N = 8, k = 8, r = 64, h_p = 512, qkvom.
+    "vlora-7b": ModelConfig(),
+    # Tiny random configuration for tests and demos: runs in milliseconds on a CPU.
+    "vlora-tiny": ModelConfig(
+        llm=LLMConfig(hidden_size=64, intermediate_size=160, num_layers=4, num_heads=4, num_kv_heads=4,
+                      vocab_size=TINY_VOCAB, max_position_embeddings=1024),
+        vision=VisionConfig(image_size=56, patch_size=14, hidden_size=32, intermediate_size=64,
+                            num_layers=2, num_heads=4),
+        connector=GeneratorConfig(types="qkvom", rank=4, alpha=8.0, blocks=2, hidden=32, heads=4, skip=2),
+    ),
+}
+
+
+def preset(name: str) -> ModelConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}") from None

@@ -1,0 +1,61 @@
+"""Tokenizers: the real one from a checkpoint folder, or a tiny Llama-style one built offline.
+
+The tiny tokenizer has Llama's shape (SentencePiece-style BPE with byte fallback, `<unk>` = 0,
+`<s>` = 1, `</s>` = 2, `▁` word prefix), so every code path that handles Vicuna's tokenizer handles
+it too; it is deterministic and needs no download.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+from vlora.errors import CheckpointError
+
+SPECIALS = ("<unk>", "<s>", "</s>")
+# Whole words get their own token so that the template and short answers tokenise compactly.
+TINY_WORDS = (
+    "A chat between a curious user and an artificial intelligence assistant. The gives helpful, detailed, "
+    "polite answers to the user's questions. human USER ASSISTANT: Answer with option's letter from given "
+    "choices directly. What is the color shape of this image picture in on how many are there Yes No yes no "
+    "Please answer or Question Options Hint red green blue yellow black white circle square triangle left "
+    "right top bottom above below count number one two three four five"
+).split()
+
+
+def build_tiny_tokenizer(vocab_size: int = 1024):
+    """A deterministic Llama-style tokenizer of at most `vocab_size` tokens."""
+    from transformers import LlamaTokenizer
+
+    vocab: dict[str, int] = {}
+    for token in (*SPECIALS, *(f"<0x{b:02X}>" for b in range(256)), "▁",
+                  *(c for c in string.printable if c not in string.whitespace)):
+        vocab.setdefault(token, len(vocab))
+    merges: list[tuple[str, str]] = []
+    for word in dict.fromkeys(w.strip(".,:") for w in TINY_WORDS):
+        piece = "▁"
+        for char in word:  # a merge chain ▁ -> ▁w -> ▁wo -> ... (only the leftmost pair ever matches)
+            if piece + char not in vocab:
+                if len(vocab) >= vocab_size:
+                    break
+                vocab[piece + char] = len(vocab)
+                merges.append((piece, char))
+            piece += char
+    return LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False,
+                          pad_token="<unk>", padding_side="left")
+
+
+def load_tokenizer(folder: str | Path):
+    """The tokenizer saved in a checkpoint folder (Vicuna's `tokenizer.model` or a `tokenizer.json`)."""
+    from transformers import AutoTokenizer
+
+    folder = Path(folder)
+    if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")):
+        raise CheckpointError(f"{folder} holds no tokenizer (tokenizer.json or tokenizer.model)")
+    from vlora.hf_quiet import quiet_transformers
+
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token  # LLaVA / VLoRA pad with <unk> (id 0)
+    return tokenizer
