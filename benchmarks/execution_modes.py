@@ -18,7 +18,7 @@ import torch
 
 from vlora.config import GeneratorConfig, LLMConfig, ModelConfig, VisionConfig
 from vlora.demo import shapes_image
-from vlora.model import build_vlora
+from vlora.model import build_model
 from vlora.perceptual_weights import ExecutionMode
 
 
@@ -34,8 +34,8 @@ def small_config(hidden: int, layers: int) -> ModelConfig:
 
 def time_mode(model, batch, mode: ExecutionMode, new_tokens: int, repeats: int) -> tuple[float, list[int]]:
     def once() -> list[int]:
-        with torch.inference_mode(), model.conditioned(batch, mode):
-            return model.decode(batch, new_tokens, stop_at_eos=False)[0]
+        with torch.inference_mode():
+            return model.decode(batch, new_tokens, stop_at_eos=False, mode=mode)[0]
 
     tokens = once()  # warm-up
     times = []
@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = small_config(args.hidden, args.layers)
-    model = build_vlora(config, seed=0).eval()
+    model = build_model(config, seed=0).eval()
     with torch.no_grad():
         for w in model.connector.w_s.values():
             w.normal_(0, 0.02)

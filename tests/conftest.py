@@ -12,7 +12,7 @@ from PIL import Image
 from reference.official_vlora import OfficialTinyConfig, official_config_json, random_official_state_dict
 
 from vlora.config import preset
-from vlora.model import MultimodalLM, build_vlora
+from vlora.model import MultimodalLM, build_model
 from vlora.tokenizer import build_tiny_tokenizer
 
 torch.set_num_threads(2)
@@ -41,7 +41,7 @@ def tiny_config():
 
 @pytest.fixture
 def tiny_model(tiny_config) -> MultimodalLM:
-    return randomize_w_s(build_vlora(tiny_config, seed=0)).eval()
+    return randomize_w_s(build_model(tiny_config, seed=0)).eval()
 
 
 @pytest.fixture

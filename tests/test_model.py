@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from conftest import randomize_w_s
 
 from vlora.errors import InputError
-from vlora.model import Sampling, build_vlora
+from vlora.model import Sampling, build_model
 from vlora.prompting import (
     IGNORE_INDEX,
     VICUNA_V1,
@@ -50,7 +50,7 @@ def test_different_images_give_different_outputs(tiny_model, images):
 
 
 def test_zero_initialised_w_s_leaves_the_llm_unchanged(tiny_config, images):
-    model = build_vlora(tiny_config, seed=3).eval()
+    model = build_model(tiny_config, seed=3).eval()
     assert all(p.abs().max() == 0 for p in model.connector.w_s.values())
     batch = model.prepare([model.prompt("What is it?"), model.prompt("And this?")], images[:2])
     weights = model.perceptual_weights(batch)
@@ -83,8 +83,8 @@ def test_zero_visual_tokens(tiny_model, images):
     with_image = tiny_model.prepare([prompt], images[:1])
     assert with_image.input_ids.shape[1] == text_tokens + 1
     assert tiny_model.prepare([prompt], images[1:2]).input_ids.shape == with_image.input_ids.shape
-    assert with_image.placeholders.sum() == 1
-    assert with_image.attention_mask[with_image.placeholders].sum() == 0
+    assert with_image.image_slots.sum() == 1
+    assert with_image.attention_mask[with_image.image_slots].sum() == 0
 
 
 def test_placeholder_without_image_is_an_error(tiny_model):
@@ -126,7 +126,7 @@ def test_pretraining_gradients_reach_the_generator_only(tiny_model, images):
 
 def test_zero_w_s_still_receives_gradient(tiny_config, images):
     """With W_s = 0 the generator gets no gradient yet, but W_s does: training can start."""
-    model = build_vlora(tiny_config, seed=1)
+    model = build_model(tiny_config, seed=1)
     model.set_trainable("pretrain")
     grads = _grads_after_backward(model, images)
     assert all(grads[f"connector.w_s.{t}"].abs().sum() > 0 for t in tiny_config.connector.types)
@@ -147,12 +147,11 @@ def test_sampling_is_reproducible_with_a_seed(tiny_model, images):
 
 
 def test_generation_stops_at_eos_and_max_tokens(tiny_config, images):
-    model = randomize_w_s(build_vlora(tiny_config, seed=0)).eval()
+    model = randomize_w_s(build_model(tiny_config, seed=0)).eval()
     eos = model.tokenizer.eos_token_id
     with torch.no_grad():
         model.llm.lm_head.weight.zero_()
         model.llm.lm_head.weight[eos, 0] = 1.0  # make EOS the argmax whenever hidden[0] > 0
     batch = model.prepare([model.prompt("Hi.")], images[:1])
-    with torch.no_grad(), model.conditioned(batch):
-        tokens = model.decode(batch, 5)[0]
+    tokens = model.decode(batch, 5)[0]
     assert len(tokens) <= 5 and eos not in tokens

@@ -22,13 +22,16 @@ from vlora.prompting import IMAGE_TOKEN_INDEX
 
 
 def _features_and_batch(model, prompts, images):
+    """The batch and CLIP features per sample [B, c, d_v] (zeros where a sample has no image)."""
     batch = model.prepare(prompts, images)
-    features = model.vision(batch.pixel_values)
+    used = model.vision(batch.pixel_values)
+    features = used.new_zeros(len(prompts), *used.shape[1:])
+    features[batch.image_owner] = used
     return batch, features
 
 
 def _ids_with_placeholder(batch):
-    return batch.input_ids.masked_fill(batch.placeholders, IMAGE_TOKEN_INDEX)
+    return batch.input_ids.masked_fill(batch.image_slots, IMAGE_TOKEN_INDEX)
 
 
 @pytest.mark.parametrize("weights_sep", [True, False])
@@ -61,7 +64,7 @@ def test_official_logits_match_reference(tmp_path, shards, safetensors):
     batch, features = _features_and_batch(model, prompts, [make_image(4), make_image(5, (30, 80)), None])
     with torch.no_grad():
         ours = model(batch).logits
-    content = batch.attention_mask.bool() | batch.placeholders
+    content = batch.attention_mask.bool() | batch.image_slots
     ref = reference_logits(state, OFFICIAL_TINY, _ids_with_placeholder(batch), content.long(), features)
     valid = batch.attention_mask.bool()
     torch.testing.assert_close(ours[valid], ref[valid], rtol=1e-4, atol=1e-4)
@@ -73,8 +76,7 @@ def test_official_greedy_tokens_match_reference(official_checkpoint, official_po
     model = load_model(folder).eval()
     prompt = model.prompt("Describe the picture in detail.")
     batch, features = _features_and_batch(model, [prompt], [make_image(6)])
-    with torch.no_grad(), model.conditioned(batch):
-        ours = model.decode(batch, 12, official_positions=official_positions)[0]
+    ours = model.decode(batch, 12, official_positions=official_positions)[0]
     ref = reference_greedy(state, OFFICIAL_TINY, _ids_with_placeholder(batch), features, 12,
                            official_positions=official_positions)
     assert ours == [t for t in ref if t != model.tokenizer.eos_token_id]
@@ -84,9 +86,8 @@ def test_official_positions_change_later_tokens(official_checkpoint):
     folder, _ = official_checkpoint
     model = load_model(folder).eval()
     batch = model.prepare([model.prompt("Describe the picture in detail.")], [make_image(6)])
-    with torch.no_grad(), model.conditioned(batch):
-        quirk = model.decode(batch, 12, official_positions=True)[0]
-        plain = model.decode(batch, 12, official_positions=False)[0]
+    quirk = model.decode(batch, 12, official_positions=True)[0]
+    plain = model.decode(batch, 12, official_positions=False)[0]
     assert quirk[0] == plain[0]  # the first token comes from the prefill, which is identical
     assert quirk != plain
 

@@ -11,7 +11,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from vlora.errors import ConfigError
 
@@ -140,6 +140,7 @@ class GeneratorConfig:
     weights: one query per receiving block (official: k = num_layers // skip).
     """
 
+    kind: ClassVar[str] = "vlora"
     types: str = "qkvom"  # which weights get perceptual weights, in generator order (gen.{i} = types[i])
     rank: int = 64  # r
     alpha: float | None = 64.0  # B is scaled by alpha / rank; None = scale 1 (official)
@@ -179,21 +180,74 @@ class GeneratorConfig:
 
 
 @dataclass(frozen=True)
+class ProjectorConfig:
+    """LLaVA-v1.5's connector (`mlp2x_gelu`): Linear(d_v, h) -> GELU -> Linear(h, h), one token per patch."""
+
+    kind: ClassVar[str] = "llava"
+
+
+@dataclass(frozen=True)
+class QFormerConfig:
+    """The paper's Table 2 baseline: a randomly initialised Q-Former (transformers' Blip2QFormerModel)
+    with the generator's blocks and hidden size, `queries` learnable queries, then a linear to h."""
+
+    kind: ClassVar[str] = "llava-qformer"
+    queries: int = 128
+    blocks: int = 8
+    hidden: int = 512
+    heads: int = 16
+    mlp_ratio: int = 4
+    cross_attention_frequency: int = 1
+
+    def __post_init__(self) -> None:
+        _check(self.queries > 0 and self.blocks > 0, "qformer.queries and qformer.blocks must be positive")
+        _check(self.hidden % self.heads == 0,
+               f"qformer.hidden {self.hidden} is not a multiple of qformer.heads {self.heads}")
+
+
+ConnectorConfig = GeneratorConfig | ProjectorConfig | QFormerConfig
+CONNECTORS: dict[str, type] = {c.kind: c for c in (GeneratorConfig, ProjectorConfig, QFormerConfig)}
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    """One multimodal model: vision tower -> connector -> LLM. For VLoRA the connector is the generator."""
+    """One multimodal model: vision tower -> connector -> LLM. The connector is the only fork."""
 
     llm: LLMConfig = field(default_factory=LLMConfig)
     vision: VisionConfig = field(default_factory=VisionConfig)
-    connector: GeneratorConfig = field(default_factory=GeneratorConfig)
+    connector: ConnectorConfig = field(default_factory=GeneratorConfig)
 
     def __post_init__(self) -> None:
-        self.connector.target_layers(self.llm.num_layers)  # validates placement against the LLM
+        if isinstance(self.connector, GeneratorConfig):
+            self.connector.target_layers(self.llm.num_layers)  # validates placement against the LLM
+
+    @property
+    def kind(self) -> str:
+        """"vlora", "llava" or "llava-qformer": which connector the model has."""
+        return self.connector.kind
+
+    @property
+    def visual_tokens(self) -> int:
+        """Visual tokens one image adds to the LLM's input (576 / 128 / 0 at paper scale)."""
+        if isinstance(self.connector, ProjectorConfig):
+            return self.vision.num_patches
+        if isinstance(self.connector, QFormerConfig):
+            return self.connector.queries
+        return 0
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["connector"] = {"kind": self.kind, **data["connector"]}
+        return data
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        d = dict(d)
+        connector = dict(d.get("connector", {}))
+        kind = connector.pop("kind", "vlora")
+        if kind not in CONNECTORS:
+            raise ConfigError(f"unknown connector kind {kind!r}; known: {sorted(CONNECTORS)}")
+        d["connector"] = _from_dict(CONNECTORS[kind], connector, "connector")
         return _from_dict(cls, d, "")
 
     def replace(self, **sections: dict[str, Any]) -> ModelConfig:
@@ -237,17 +291,23 @@ def _is_tuple_hint(hint) -> bool:
 # --- presets (data) -------------------------------------------------------------------------------
 TINY_VOCAB = 1024  # the project's generated tiny tokenizer fits in this
 
+_TINY_LLM = LLMConfig(hidden_size=64, intermediate_size=160, num_layers=4, num_heads=4, num_kv_heads=4,
+                      vocab_size=TINY_VOCAB, max_position_embeddings=1024)
+_TINY_VISION = VisionConfig(image_size=56, patch_size=14, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4)
+
 PRESETS: dict[str, ModelConfig] = {
-    # The paper's model: Vicuna-7B-v1.5 + CLIP-L/14-336, N = 8, k = 8, r = 64, h_p = 512, qkvom.
+    # The paper's models: Vicuna-7B-v1.5 + CLIP-L/14-336; VLoRA with N = 8, k = 8, r = 64, h_p = 512,
+    # qkvom; LLaVA-v1.5 (576 visual tokens); the Q-Former baseline (128 queries, the generator's N, h_p).
     "vlora-7b": ModelConfig(),
-    # Tiny random configuration for tests and demos: runs in milliseconds on a CPU.
+    "llava-v1.5-7b": ModelConfig(connector=ProjectorConfig()),
+    "llava-v1.5-7b-qformer": ModelConfig(connector=QFormerConfig()),
+    # Tiny random configurations for tests and demos: milliseconds on a CPU. Same LLM and vision.
     "vlora-tiny": ModelConfig(
-        llm=LLMConfig(hidden_size=64, intermediate_size=160, num_layers=4, num_heads=4, num_kv_heads=4,
-                      vocab_size=TINY_VOCAB, max_position_embeddings=1024),
-        vision=VisionConfig(image_size=56, patch_size=14, hidden_size=32, intermediate_size=64,
-                            num_layers=2, num_heads=4),
-        connector=GeneratorConfig(types="qkvom", rank=4, alpha=8.0, blocks=2, hidden=32, heads=4, skip=2),
-    ),
+        llm=_TINY_LLM, vision=_TINY_VISION,
+        connector=GeneratorConfig(types="qkvom", rank=4, alpha=8.0, blocks=2, hidden=32, heads=4, skip=2)),
+    "llava-tiny": ModelConfig(llm=_TINY_LLM, vision=_TINY_VISION, connector=ProjectorConfig()),
+    "llava-qformer-tiny": ModelConfig(llm=_TINY_LLM, vision=_TINY_VISION,
+                                      connector=QFormerConfig(queries=8, blocks=2, hidden=32, heads=4)),
 }
 
 

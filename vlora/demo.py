@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 
 from vlora.checkpoints import CheckpointReport, describe, load_model, official_vlora, save_model
 from vlora.config import preset
-from vlora.model import build_vlora
+from vlora.model import build_model
 from vlora.perceptual_weights import ExecutionMode
 
 
@@ -44,7 +44,7 @@ def _max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def run_demo(out: Path, seed: int = 0) -> DemoReport:
     out = Path(out)
-    model = build_vlora(preset("vlora-tiny"), seed=seed).eval()
+    model = build_model(preset("vlora-tiny"), seed=seed).eval()
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # W_s starts at zero (the LLM unchanged); draw it so the image matters
         for w in model.connector.w_s.values():

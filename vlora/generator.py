@@ -61,6 +61,7 @@ class PerceptualWeightsGenerator(nn.Module):
     """Connector of parameter-space alignment: CLIP features -> `PerceptualWeights` for the LLM."""
 
     space = "weights"  # the connector fork: this one returns weights, not visual tokens
+    visual_tokens = 0  # the placeholder stays one masked slot
 
     def __init__(self, config: ModelConfig):
         super().__init__()

@@ -1,62 +1,29 @@
 """One multimodal model: vision tower -> connector -> LLM (an unmodified HF `LlamaForCausalLM`).
 
-The connector is the only fork. VLoRA's `PerceptualWeightsGenerator` works in parameter space: the
-`<image>` placeholder stays one masked slot in the text and the image reaches the LLM as
-perceptual weights, so the LLM's input carries zero visual tokens.
-
-Batches are left-padded; positions are explicit (content index, the placeholder counted as in the
-official prefill), so batched and single-sample runs give the same numbers.
+The connector is the only fork (paper Fig. 1):
+  tokens  (LLaVA-v1.5's MLP projector, the Q-Former): visual tokens [N, L, h] fill the image slots
+          of the input embeddings (input-space alignment);
+  weights (VLoRA's generator): perceptual weights enter the LLM's blocks while the placeholder stays
+          one masked slot, so the input carries zero visual tokens (parameter-space alignment).
+Everything else (prompting, batching, loss, decoding, checkpoints) is written once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 
 import torch
-from PIL import Image
 from torch import nn
 
+from vlora.batch import ImageInput, MultimodalBatch, collate
 from vlora.config import ModelConfig
+from vlora.connectors import build_connector
+from vlora.decoding import Sampling, decode
 from vlora.errors import InputError
-from vlora.generator import PerceptualWeightsGenerator
 from vlora.perceptual_weights import ExecutionMode, PerceptualWeights, perceptual_weights_applied
-from vlora.prompting import (
-    IGNORE_INDEX,
-    IMAGE_TOKEN_INDEX,
-    VICUNA_V1,
-    ConversationTemplate,
-    tokenize_with_placeholder,
-)
-from vlora.vision import VisionTower, preprocess_images
-
-
-@dataclass
-class MultimodalBatch:
-    """Left-padded token ids with their images, ready for `MultimodalLM`."""
-
-    input_ids: torch.Tensor  # [B, L], placeholder slots hold the pad id
-    attention_mask: torch.Tensor  # [B, L], 0 at padding and at placeholder slots
-    position_ids: torch.Tensor  # [B, L], content index (placeholders counted)
-    placeholders: torch.Tensor  # [B, L] bool, where IMAGE_TOKEN_INDEX was
-    pixel_values: torch.Tensor | None  # [B, 3, S, S], zeros where a sample has no image
-    has_image: torch.Tensor  # [B] bool: an image was given and the prompt places it
-    labels: torch.Tensor | None = None  # [B, L], IGNORE_INDEX where nothing is learned
-
-    def to(self, device: torch.device) -> MultimodalBatch:
-        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
-        return MultimodalBatch(**moved)
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Sampling settings; `generate` is greedy when none are given."""
-
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    seed: int | None = None
+from vlora.prompting import VICUNA_V1, ConversationTemplate, image_question, tokenize_with_placeholder
+from vlora.vision import VisionTower
 
 
 class MultimodalLM(nn.Module):
@@ -72,6 +39,7 @@ class MultimodalLM(nn.Module):
                     vision: VisionTower | None = None, empty: bool = False) -> MultimodalLM:
         """A randomly initialised model (tiny configs for tests and demos); `empty=True` gives a
         skeleton whose parameters live on the meta device (buffers stay real) for loaders to fill."""
+        from accelerate import init_empty_weights
         from transformers import LlamaForCausalLM
 
         from vlora.tokenizer import build_tiny_tokenizer
@@ -79,17 +47,19 @@ class MultimodalLM(nn.Module):
         if seed is not None:
             torch.manual_seed(seed)
         tokenizer = tokenizer if tokenizer is not None else build_tiny_tokenizer(config.llm.vocab_size)
-        from accelerate import init_empty_weights
-
         with init_empty_weights(include_buffers=False) if empty else nullcontext():
             llm = LlamaForCausalLM(config.llm.to_hf())
-            connector = PerceptualWeightsGenerator(config)
+            connector = build_connector(config)
             vision = vision if vision is not None else VisionTower(config.vision)
         return cls(config, llm, vision, connector, tokenizer)
 
     @property
     def device(self) -> torch.device:
         return next(self.llm.parameters()).device
+
+    @property
+    def space(self) -> str:
+        return self.connector.space
 
     def parameter_counts(self) -> dict[str, int]:
         return {name: sum(p.numel() for p in part.parameters())
@@ -105,150 +75,97 @@ class MultimodalLM(nn.Module):
 
     # --- inputs ------------------------------------------------------------------------------------
     def prompt(self, question: str, with_image: bool = True) -> str:
-        from vlora.prompting import image_question
-
+        """The full prompt for one user question (the image placeholder first, as LLaVA does)."""
         return self.template.prompt(image_question(question, with_image))
 
-    def prepare(self, prompts: Sequence[str], images: Sequence[Image.Image | None]) -> MultimodalBatch:
-        """Prompts (with `<image>` where the image goes) and one image or None per prompt -> a batch."""
+    def prepare(self, prompts: Sequence[str], images: Sequence[ImageInput]) -> MultimodalBatch:
+        """Full prompts (with `<image>` where each image goes) and their images -> a batch."""
         if len(prompts) != len(images):
-            raise InputError(f"got {len(prompts)} prompts but {len(images)} images")
+            raise InputError(f"got {len(prompts)} prompts but {len(images)} image entries")
         return self.collate([tokenize_with_placeholder(p, self.tokenizer) for p in prompts], images)
 
-    def collate(self, sequences: Sequence[Sequence[int]], images: Sequence[Image.Image | None],
+    def collate(self, sequences: Sequence[Sequence[int]], images: Sequence[ImageInput],
                 labels: Sequence[Sequence[int]] | None = None) -> MultimodalBatch:
-        """Token-id lists (IMAGE_TOKEN_INDEX marks the image) -> a left-padded batch."""
-        length = max(len(s) for s in sequences)
-        batch = len(sequences)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((batch, length), pad, dtype=torch.long)
-        content = torch.zeros(batch, length, dtype=torch.bool)
-        label_ids = torch.full((batch, length), IGNORE_INDEX, dtype=torch.long)
-        for row, seq in enumerate(sequences):
-            start = length - len(seq)
-            ids[row, start:] = torch.tensor(seq, dtype=torch.long)
-            content[row, start:] = True
-            if labels is not None:
-                label_ids[row, start:] = torch.tensor(labels[row], dtype=torch.long)
-        placeholders = ids == IMAGE_TOKEN_INDEX
-        for row, image in enumerate(images):
-            if placeholders[row].any() and image is None:
-                raise InputError(f"sample {row}: the prompt has an <image> placeholder but no image was given")
-        ids[placeholders] = pad  # the official model embeds the slot as <unk> (id 0) and masks it
-        return MultimodalBatch(
-            input_ids=ids,
-            attention_mask=(content & ~placeholders).long(),
-            position_ids=(content.long().cumsum(-1) - 1).clamp(min=0),
-            placeholders=placeholders,
-            pixel_values=self._pixels(images),
-            has_image=placeholders.any(-1) & torch.tensor([im is not None for im in images]),
-            labels=label_ids if labels is not None else None,
-        )
-
-    def _pixels(self, images: Sequence[Image.Image | None]) -> torch.Tensor | None:
-        present = [im for im in images if im is not None]
-        if not present:
-            return None
-        values = preprocess_images(present, self.vision.config)
-        out = torch.zeros(len(images), *values.shape[1:])
-        out[[i for i, im in enumerate(images) if im is not None]] = values
-        return out
+        """Token-id lists (IMAGE_TOKEN_INDEX marks each image) -> a left-padded batch."""
+        return collate(sequences, images, pad_id=self.tokenizer.pad_token_id, space=self.space,
+                       visual_tokens=self.connector.visual_tokens, vision=self.vision.config, labels=labels)
 
     # --- the connector -----------------------------------------------------------------------------
+    def _features(self, batch: MultimodalBatch) -> torch.Tensor:
+        features = self.vision(batch.pixel_values.to(self.device))  # [N, c, d_v]
+        return features.to(next(self.connector.parameters()).dtype)
+
     def perceptual_weights(self, batch: MultimodalBatch) -> PerceptualWeights | None:
-        """The generator's (A, B) for each sample; None when no sample of the batch has an image."""
-        if batch.pixel_values is None or not batch.has_image.any():
+        """VLoRA: the generator's (A, B) for each sample; None when no sample uses an image."""
+        if self.space != "weights":
+            raise InputError(f"a {self.config.kind} model has no perceptual weights")
+        if batch.pixel_values is None:
             return None
-        features = self.vision(batch.pixel_values.to(self.device))  # [B, c, d_v]
-        dtype = next(self.connector.parameters()).dtype
-        return self.connector(features.to(dtype), batch.has_image.to(self.device))
+        used = self._features(batch)
+        features = used.new_zeros(batch.has_image.shape[0], *used.shape[1:])  # [B, c, d_v]
+        features[batch.image_owner.to(self.device)] = used
+        return self.connector(features, batch.has_image.to(self.device))
+
+    def visual_tokens(self, batch: MultimodalBatch) -> torch.Tensor | None:
+        """Input-space connectors: the visual tokens [N, L, h] of every used image, in slot order."""
+        if self.space != "tokens":
+            raise InputError(f"a {self.config.kind} model adds no visual tokens")
+        return None if batch.pixel_values is None else self.connector(self._features(batch))
 
     @contextmanager
-    def conditioned(self, batch: MultimodalBatch, mode: ExecutionMode | str = ExecutionMode.FACTORIZED) -> Iterator[None]:
-        """Within the block the LLM computes with each sample's perceptual weights."""
+    def conditioned(self, batch: MultimodalBatch, mode: ExecutionMode | str = ExecutionMode.FACTORIZED
+                    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Yields the LLM's prefill inputs (input_ids or inputs_embeds); within the block the LLM
+        carries each sample's perceptual weights (weight-space connectors)."""
+        if self.space == "tokens":
+            tokens = self.visual_tokens(batch)
+            if tokens is None:
+                yield {"input_ids": batch.input_ids}
+                return
+            embeds = self.llm.get_input_embeddings()(batch.input_ids)  # [B, L, h]
+            embeds = embeds.masked_scatter(batch.image_slots[..., None], tokens.to(embeds.dtype))
+            yield {"inputs_embeds": embeds}
+            return
         weights = self.perceptual_weights(batch)
         with nullcontext() if weights is None else perceptual_weights_applied(self.llm, weights, mode):
-            yield
+            yield {"input_ids": batch.input_ids}
 
     # --- forward, loss, generation -----------------------------------------------------------------
     def forward(self, batch: MultimodalBatch, mode: ExecutionMode | str = ExecutionMode.FACTORIZED,
                 logits_to_keep: int = 0):
         """Logits [B, L, V] (and the mean token cross-entropy when the batch has labels)."""
         batch = batch.to(self.device)
-        with self.conditioned(batch, mode):
-            return self.llm(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                            position_ids=batch.position_ids, labels=batch.labels, use_cache=False,
-                            logits_to_keep=logits_to_keep)
+        with self.conditioned(batch, mode) as inputs:
+            return self.llm(**inputs, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+                            labels=batch.labels, use_cache=False, logits_to_keep=logits_to_keep)
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[str], images: Sequence[Image.Image | None], max_new_tokens: int = 32,
+    def generate(self, prompts: Sequence[str], images: Sequence[ImageInput], max_new_tokens: int = 32,
                  mode: ExecutionMode | str = ExecutionMode.FACTORIZED, sampling: Sampling | None = None,
                  official_positions: bool = False) -> list[str]:
-        """Greedy (or sampled) completions of full prompts, one image or None per prompt."""
+        """Greedy (or sampled) completions of full prompts."""
         batch = self.prepare(prompts, images).to(self.device)
-        with self.conditioned(batch, mode):
-            tokens = self.decode(batch, max_new_tokens, sampling, official_positions)
+        tokens = self.decode(batch, max_new_tokens, sampling, official_positions, mode=mode)
         return [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
 
+    @torch.no_grad()
     def decode(self, batch: MultimodalBatch, max_new_tokens: int, sampling: Sampling | None = None,
-               official_positions: bool = False, stop_at_eos: bool = True) -> list[list[int]]:
-        """KV-cached decoding of an already conditioned LLM; new token ids per sample, EOS excluded.
+               official_positions: bool = False, stop_at_eos: bool = True,
+               mode: ExecutionMode | str = ExecutionMode.FACTORIZED) -> list[list[int]]:
+        """New token ids per sample (EOS excluded).
 
-        official_positions: decoded tokens take the official release's cached-decoding positions,
-        one less per placeholder than their index (the first new token shares the last prompt
-        token's RoPE position), for token-exact parity with the release.
+        official_positions: decoded tokens take the official VLoRA release's cached-decoding
+        positions, one less per masked placeholder than their index (the first new token shares the
+        last prompt token's RoPE position), for token-exact parity with the release.
         """
-        from transformers import DynamicCache
-
-        eos = self.tokenizer.eos_token_id
-        pick = _token_picker(sampling, self.device)
-        cache = DynamicCache(config=self.llm.config)
-        mask = batch.attention_mask
-        out = self.llm(input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids,
-                       past_key_values=cache, use_cache=True, logits_to_keep=1)
-        position = batch.position_ids[:, -1] + 1  # [B]
-        if official_positions:
-            position = position - batch.placeholders.sum(-1)
-        finished = torch.zeros(mask.shape[0], dtype=torch.bool, device=mask.device)
-        steps = []
-        for step in range(max_new_tokens):
-            token = pick(out.logits[:, -1].float()).masked_fill(finished, eos)  # [B]
-            steps.append(token)
-            finished |= (token == eos) & stop_at_eos
-            if finished.all() or step == max_new_tokens - 1:
-                break
-            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-            out = self.llm(input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None],
-                           past_key_values=cache, use_cache=True)
-            position = position + 1
-        new = torch.stack(steps, dim=1).tolist()  # [B, T]
-        return [row[:row.index(eos)] if stop_at_eos and eos in row else row for row in new]
+        batch = batch.to(self.device)
+        shift = (batch.image_slots & (batch.attention_mask == 0)).sum(-1) if official_positions else None
+        with self.conditioned(batch, mode) as inputs:
+            return decode(self.llm, inputs, batch.attention_mask, batch.position_ids,
+                          self.tokenizer.eos_token_id, max_new_tokens, sampling, shift, stop_at_eos)
 
 
-def _token_picker(sampling: Sampling | None, device: torch.device):
-    """logits [B, V] -> next token [B]: argmax, or a sample after temperature / top-k / top-p."""
-    if sampling is None:
-        return lambda logits: logits.argmax(-1)
-    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
-
-    warpers = LogitsProcessorList()
-    if sampling.temperature != 1.0:
-        warpers.append(TemperatureLogitsWarper(sampling.temperature))
-    if sampling.top_k > 0:
-        warpers.append(TopKLogitsWarper(sampling.top_k))
-    if sampling.top_p < 1.0:
-        warpers.append(TopPLogitsWarper(sampling.top_p))
-    generator = torch.Generator(device=device)
-    if sampling.seed is not None:
-        generator.manual_seed(sampling.seed)
-
-    def pick(logits: torch.Tensor) -> torch.Tensor:
-        probs = torch.softmax(warpers(None, logits), dim=-1)
-        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-    return pick
-
-
-def build_vlora(config: ModelConfig, tokenizer=None, seed: int | None = None) -> MultimodalLM:
-    """A randomly initialised VLoRA (generator connector) from a config."""
+def build_model(config: ModelConfig, tokenizer=None, seed: int | None = None) -> MultimodalLM:
+    """A randomly initialised model of any kind (VLoRA, LLaVA-v1.5, Q-Former) from its config."""
     return MultimodalLM.from_config(config, tokenizer=tokenizer, seed=seed)
+

@@ -1,0 +1,105 @@
+"""A batch for the multimodal model: left-padded ids, image slots, explicit positions, pixels.
+
+Each `<image>` placeholder (IMAGE_TOKEN_INDEX) becomes the connector's number of slots: the
+visual tokens of a token-space connector (attended, filled with projected features), or one
+masked slot for VLoRA (the official release embeds it as `<unk>` and masks it out of attention).
+Positions are the content index, so a left-padded row computes exactly as it would alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from vlora.config import VisionConfig
+from vlora.errors import InputError
+from vlora.prompting import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from vlora.vision import preprocess_images
+
+ImageInput = Image.Image | Sequence[Image.Image] | None  # the images of one sample, in placeholder order
+
+
+@dataclass
+class MultimodalBatch:
+    input_ids: torch.Tensor  # [B, L], image slots hold the pad id
+    attention_mask: torch.Tensor  # [B, L], 0 at padding (and at VLoRA's masked placeholder)
+    position_ids: torch.Tensor  # [B, L], content index
+    image_slots: torch.Tensor  # [B, L] bool, where the placeholders were expanded
+    pixel_values: torch.Tensor | None  # [N, 3, S, S], the images that are used, sample by sample
+    image_owner: torch.Tensor  # [N], the sample each image belongs to
+    has_image: torch.Tensor  # [B] bool: the sample uses an image
+    labels: torch.Tensor | None = None  # [B, L], IGNORE_INDEX where nothing is learned
+
+    def to(self, device: torch.device) -> MultimodalBatch:
+        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
+        return MultimodalBatch(**moved)
+
+
+def _as_list(images: ImageInput) -> list[Image.Image]:
+    if images is None:
+        return []
+    return [images] if isinstance(images, Image.Image) else list(images)
+
+
+def _check_images(row: int, placeholders: int, images: list, space: str) -> bool:
+    """Whether the sample uses its images; a clear error when placeholders and images disagree."""
+    if space == "weights":
+        if len(images) > 1:
+            raise InputError(f"sample {row}: VLoRA takes one image per sample, got {len(images)}")
+        if placeholders and not images:
+            raise InputError(f"sample {row}: the prompt has an <image> placeholder but no image was given")
+        return bool(placeholders and images)  # an image without a placeholder is ignored (A = 0)
+    if placeholders != len(images):
+        raise InputError(f"sample {row}: the prompt has {placeholders} <image> placeholder(s) "
+                         f"but {len(images)} image(s) were given")
+    return bool(images)
+
+
+def collate(sequences: Sequence[Sequence[int]], images: Sequence[ImageInput], *, pad_id: int, space: str,
+            visual_tokens: int, vision: VisionConfig, labels: Sequence[Sequence[int]] | None = None) -> MultimodalBatch:
+    """Token-id lists (IMAGE_TOKEN_INDEX marks each image) and their images -> a left-padded batch."""
+    if len(sequences) != len(images):
+        raise InputError(f"got {len(sequences)} prompts but {len(images)} image entries")
+    slots = max(1, visual_tokens)
+    rows, row_labels, used, owner, has_image = [], [], [], [], []
+    for row, seq in enumerate(sequences):
+        pictures = _as_list(images[row])
+        uses = _check_images(row, sum(1 for t in seq if t == IMAGE_TOKEN_INDEX), pictures, space)
+        has_image.append(uses)
+        if uses:
+            used += pictures
+            owner += [row] * len(pictures)
+        lab = labels[row] if labels is not None else [IGNORE_INDEX] * len(seq)
+        expanded, expanded_labels = [], []
+        for token, target in zip(seq, lab, strict=True):
+            n = slots if token == IMAGE_TOKEN_INDEX else 1
+            expanded += [token] * n
+            expanded_labels += [IGNORE_INDEX if token == IMAGE_TOKEN_INDEX else target] * n
+        rows.append(expanded)
+        row_labels.append(expanded_labels)
+
+    length = max(len(r) for r in rows)
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    content = torch.zeros(len(rows), length, dtype=torch.bool)
+    label_ids = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
+    for row, (seq, lab) in enumerate(zip(rows, row_labels, strict=True)):
+        start = length - len(seq)
+        ids[row, start:] = torch.tensor(seq, dtype=torch.long)
+        label_ids[row, start:] = torch.tensor(lab, dtype=torch.long)
+        content[row, start:] = True
+    image_slots = ids == IMAGE_TOKEN_INDEX
+    ids[image_slots] = pad_id
+    attended = content & ~image_slots if space == "weights" else content
+    return MultimodalBatch(
+        input_ids=ids,
+        attention_mask=attended.long(),
+        position_ids=(content.long().cumsum(-1) - 1).clamp(min=0),
+        image_slots=image_slots,
+        pixel_values=preprocess_images(used, vision) if used else None,
+        image_owner=torch.tensor(owner, dtype=torch.long),
+        has_image=torch.tensor(has_image, dtype=torch.bool),
+        labels=label_ids if labels is not None else None,
+    )
