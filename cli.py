@@ -90,45 +90,72 @@ def inspect(
 @app.command()
 @user_errors
 def generate(
-    checkpoint: Annotated[Path, typer.Option(help="A checkpoint folder (official VLoRA or own).")],
     question: Annotated[str, typer.Option(help="The question; wrapped in the model's conversation template.")],
+    model: Annotated[str | None, typer.Option(help="Model name (see `vlora-eval models`); checked against "
+                                              "the checkpoint. Omitted: whatever the checkpoint holds.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="A checkpoint folder (VLoRA, LLaVA or own).")] = None,
     image: Annotated[Path | None, typer.Option(help="Image file; omit for a text-only question.")] = None,
     vision_tower: Annotated[Path | None, typer.Option(help="Local CLIP folder (overrides mm_vision_tower).")] = None,
-    mode: Annotated[str, typer.Option(help="factorized | merged | delta")] = "factorized",
+    mode: Annotated[str, typer.Option(help="VLoRA execution: factorized | merged | delta")] = "factorized",
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
-    official_positions: Annotated[bool, typer.Option(help="Copy the release's cached-decoding positions.")] = False,
+    official_positions: Annotated[bool, typer.Option(help="Copy the VLoRA release's decoding positions.")] = False,
     dtype: Annotated[str, typer.Option(help="auto (as stored) | float32 | bfloat16 | float16 | float64")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
-    """Answer one question about one image with a checkpoint (greedy decoding)."""
+    """Answer one question about one image (greedy decoding)."""
+    from evalsuite.adapter import Failure, MultimodalAdapter, Request
+    from evalsuite.registry import create_model
     from vlora.checkpoints import load_model
     from vlora.errors import InputError
     from vlora.perceptual_weights import ExecutionMode
 
     if mode not in {m.value for m in ExecutionMode}:
         raise InputError(f"unknown mode {mode!r}; choose factorized, merged or delta")
-    picture = _open_image(image) if image is not None else None
-    model = load_model(checkpoint, vision_tower=vision_tower, dtype=_dtype(dtype)).eval()
-    prompt = model.prompt(question, with_image=picture is not None)
-    answer = model.generate([prompt], [picture], max_new_tokens, mode, official_positions=official_positions)[0]
+    if model is None and checkpoint is None:
+        raise InputError("give --model NAME, --checkpoint PATH, or both")
+    options = dict(mode=mode, official_positions=official_positions)
+    if model is None:
+        loaded = load_model(checkpoint, vision_tower=vision_tower, dtype=_dtype(dtype))
+        adapter = MultimodalAdapter(loaded, loaded.config.kind, **options)
+    else:
+        adapter = create_model(model, checkpoint, vision_tower=vision_tower, dtype=_dtype(dtype), **options)
+    request = Request("cli", question, (image,) if image is not None else (), max_new_tokens=max_new_tokens)
+    (answer,) = adapter.generate([request])
+    if isinstance(answer, Failure):
+        raise InputError(answer.message)
     if as_json:
-        print(json.dumps({"checkpoint": str(checkpoint), "question": question, "answer": answer, "mode": mode}))
+        print(json.dumps({"model": adapter.card.name, "checkpoint": str(checkpoint) if checkpoint else None,
+                          "question": question, "answer": answer, "mode": mode}))
     else:
         console.print(answer, highlight=False)
 
 
-def _open_image(path: Path):
-    from PIL import Image, UnidentifiedImageError
+@app.command()
+@user_errors
+def models(as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False) -> None:
+    """List the model names `--model` accepts, with their visual tokens and parameters at preset size."""
+    from accelerate import init_empty_weights
 
-    from vlora.errors import InputError
+    from evalsuite.registry import MODELS
+    from vlora.config import preset
+    from vlora.model import MultimodalLM
 
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except FileNotFoundError:
-        raise InputError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise InputError(f"image {path} cannot be read ({e})") from None
+    rows = []
+    for name, spec in MODELS.items():
+        config = preset(spec.preset)
+        with init_empty_weights():
+            counts = MultimodalLM.from_config(config, tokenizer=object(), empty=True).parameter_counts()
+        rows.append({"name": name, "kind": spec.kind, "visual_tokens": config.visual_tokens,
+                     "parameters": counts, "needs_checkpoint": spec.needs_checkpoint, "description": spec.description})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "visual tokens", "total params", "connector", "weights", title="models (--model NAME)")
+    for row in rows:
+        p = row["parameters"]
+        table.add_row(row["name"], str(row["visual_tokens"]), f"{sum(p.values()):,}", f"{p['connector']:,}",
+                      "--checkpoint" if row["needs_checkpoint"] else "random")
+    console.print(table)
 
 
 @app.command()

@@ -85,3 +85,33 @@ def test_demo_runs_and_agrees(tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "demo" / "vlora-tiny-official" / "config.json").is_file()
     assert "merged vs factorized" in flat(result.output) and "no problems found" in flat(result.output)
+
+
+def test_generate_with_a_tiny_model_name(tmp_path):
+    make_image(3).save(tmp_path / "picture.png")
+    for name in ("vlora-tiny", "llava-tiny", "llava-qformer-tiny"):
+        result = runner.invoke(app, ["generate", "--model", name, "--image", str(tmp_path / "picture.png"),
+                                     "--question", "What?", "--max-new-tokens", "3", "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["model"] == name
+
+
+def test_wrong_kind_of_checkpoint_is_one_line(tmp_path):
+    from vlora.config import preset
+    from vlora.model import build_model
+
+    save_model(build_model(preset("llava-qformer-tiny"), seed=0), tmp_path / "qformer")
+    result = runner.invoke(app, ["generate", "--model", "vlora", "--checkpoint", str(tmp_path / "qformer"),
+                                 "--question", "Q?"])
+    assert result.exit_code == 2
+    assert "holds a LLaVA-v1.5-QFormer model, not VLoRA" in flat(result.output)
+    report = json.loads(runner.invoke(app, ["inspect", str(tmp_path / "qformer"), "--json"]).output)
+    assert "LLaVA-v1.5-QFormer" in report["summary"] and report["dims"]["qformer"]["queries"] == 8
+
+
+def test_models_lists_the_registry():
+    rows = json.loads(runner.invoke(app, ["models", "--json"]).output)
+    by_name = {row["name"]: row for row in rows}
+    assert by_name["llava-v1.5"]["visual_tokens"] == 576 and by_name["vlora"]["visual_tokens"] == 0
+    assert by_name["llava-v1.5-qformer"]["visual_tokens"] == 128
+    assert by_name["vlora"]["parameters"]["connector"] == 851_891_712

@@ -44,17 +44,18 @@ def _as_list(images: ImageInput) -> list[Image.Image]:
     return [images] if isinstance(images, Image.Image) else list(images)
 
 
-def _check_images(row: int, placeholders: int, images: list, space: str) -> bool:
-    """Whether the sample uses its images; a clear error when placeholders and images disagree."""
+def check_images(label: str, placeholders: int, images: int, space: str) -> bool:
+    """Whether a sample uses its images; a clear error (naming `label`) when placeholders and images
+    disagree for the connector's space."""
     if space == "weights":
-        if len(images) > 1:
-            raise InputError(f"sample {row}: VLoRA takes one image per sample, got {len(images)}")
+        if images > 1:
+            raise InputError(f"{label}: VLoRA takes one image per sample, got {images}")
         if placeholders and not images:
-            raise InputError(f"sample {row}: the prompt has an <image> placeholder but no image was given")
+            raise InputError(f"{label}: the prompt has an <image> placeholder but no image was given")
         return bool(placeholders and images)  # an image without a placeholder is ignored (A = 0)
-    if placeholders != len(images):
-        raise InputError(f"sample {row}: the prompt has {placeholders} <image> placeholder(s) "
-                         f"but {len(images)} image(s) were given")
+    if placeholders != images:
+        raise InputError(f"{label}: the prompt has {placeholders} <image> placeholder(s) "
+                         f"but {images} image(s) were given")
     return bool(images)
 
 
@@ -67,7 +68,7 @@ def collate(sequences: Sequence[Sequence[int]], images: Sequence[ImageInput], *,
     rows, row_labels, used, owner, has_image = [], [], [], [], []
     for row, seq in enumerate(sequences):
         pictures = _as_list(images[row])
-        uses = _check_images(row, sum(1 for t in seq if t == IMAGE_TOKEN_INDEX), pictures, space)
+        uses = check_images(f"sample {row}", sum(1 for t in seq if t == IMAGE_TOKEN_INDEX), len(pictures), space)
         has_image.append(uses)
         if uses:
             used += pictures

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
-from vlora.checkpoints import official_vlora, own
+from vlora.checkpoints import llava_hf, llava_original, official_vlora, own
 from vlora.checkpoints.assemble import CheckpointReport
 from vlora.errors import CheckpointError
 
-LAYOUTS = (own, official_vlora)
+LAYOUTS = (own, official_vlora, llava_hf, llava_original)
 
 
 def detect(folder: str | Path):

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import torch
 
-from vlora.checkpoints.assemble import CheckpointReport, count_by_part, fill, shape_problems
-from vlora.checkpoints.files import iter_tensors, read_json, save_state_dict, tensor_shapes, weight_files
-from vlora.config import GeneratorConfig, LLMConfig, ModelConfig, VisionConfig
+from vlora.checkpoints.assemble import CheckpointReport
+from vlora.checkpoints.files import read_json, save_state_dict
+from vlora.checkpoints.llava_style import PROJECTOR, describe_layout, load_layout, renamed_tensors
+from vlora.config import GeneratorConfig, LLMConfig, ModelConfig
 from vlora.errors import CheckpointError, ConfigError
 
 NAME = "official-vlora"
-PREFIX = "model.mm_projector."
+PREFIX = PROJECTOR  # the generator's keys
 OFFICIAL_HEADS = 16  # hard-coded in the official generator; `vlora_heads` (ours) overrides it
 
 
@@ -32,10 +33,6 @@ def matches(folder: Path) -> bool:
         return False
     cfg = read_json(path)
     return cfg.get("model_type") == "llava_vlora" or cfg.get("mm_projector_type") == "vlora"
-
-
-def ignored(key: str) -> bool:
-    return key.endswith("rotary_emb.inv_freq") or key.startswith("model.vision_tower.")
 
 
 # --- key names -------------------------------------------------------------------------------------
@@ -66,7 +63,7 @@ def own_key(key: str, shared: bool) -> str:
 
 
 # --- configuration -----------------------------------------------------------------------------------
-def _generator_from(cfg: dict, shapes: dict[str, tuple[int, ...]], llm: LLMConfig) -> tuple[GeneratorConfig, int, int, list[str]]:
+def _connector_from(cfg: dict, shapes: dict[str, tuple[int, ...]], llm: LLMConfig) -> tuple[GeneratorConfig, int, int, list[str]]:
     """GeneratorConfig, CLIP width and positions, read from the tensors and checked against config.json."""
     def shape(key: str) -> tuple[int, ...]:
         if PREFIX + key not in shapes:
@@ -103,136 +100,28 @@ def _generator_from(cfg: dict, shapes: dict[str, tuple[int, ...]], llm: LLMConfi
     return generator, visual_dim, positions, problems
 
 
-def resolve_vision_tower(folder: Path, cfg: dict, override: str | Path | None) -> Path | None:
-    """The CLIP folder: the user's, else `mm_vision_tower` if it names a local folder."""
-    if override is not None:
-        path = Path(override)
-        if not (path / "config.json").is_file():
-            raise CheckpointError(f"vision tower {path} is not a CLIP folder (no config.json)")
-        return path
-    name = cfg.get("mm_vision_tower")
-    for path in ([Path(name), folder / name] if name else []):
-        if (path / "config.json").is_file():
-            return path
-    return None
-
-
-def _read(folder: Path) -> tuple[dict, list[Path], dict[str, tuple[int, ...]], LLMConfig]:
-    cfg = read_json(folder / "config.json")
-    files = weight_files(folder)
-    shapes = {k: s for f in files for k, (s, _) in tensor_shapes(f).items()}
-    try:
-        llm = LLMConfig.from_hf_dict(cfg)
-    except ConfigError as e:
-        raise CheckpointError(f"{folder / 'config.json'}: {e}") from None
-    if cfg.get("mm_vision_select_feature", "patch") != "patch":
-        raise CheckpointError(f"{folder / 'config.json'}: mm_vision_select_feature "
-                              f"{cfg['mm_vision_select_feature']!r} is not supported (only 'patch')")
-    return cfg, files, shapes, llm
-
-
-def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Official key -> shape for a model of this configuration."""
-    from vlora.model import MultimodalLM
-
-    skeleton = MultimodalLM.from_config(config, tokenizer=object(), empty=True)
-    return {k: tuple(v.shape) for k, v in to_official_state(skeleton).items()}
+def _own_tensors(files: list[Path], config: ModelConfig):
+    """(our key, official key, tensor) for every tensor that is not ignored; `Bs` split per type."""
+    generator, llm = config.connector, config.llm
+    slots = len(generator.target_layers(llm.num_layers))
+    for own, key, tensor in renamed_tensors(files, lambda k: own_key(k, generator.shared)):
+        if key == PREFIX + "Bs":
+            rows = tensor.reshape(len(generator.types), slots, llm.hidden_size, generator.rank)
+            yield from ((f"connector.w_s.{t}", key, rows[i]) for i, t in enumerate(generator.types))
+        else:
+            yield own, key, tensor
 
 
 # --- load / describe / export -------------------------------------------------------------------
 def load(folder: Path, vision_tower: str | Path | None = None, dtype: torch.dtype | None = None):
-    from vlora.model import MultimodalLM
-    from vlora.tokenizer import load_tokenizer
-    from vlora.vision import VisionTower
-
-    cfg, files, shapes, llm = _read(folder)
-    generator, visual_dim, positions, _ = _generator_from(cfg, shapes, llm)
-    clip = resolve_vision_tower(folder, cfg, vision_tower)
-    if clip is None:
-        raise CheckpointError(f"{folder}: vision tower {cfg.get('mm_vision_tower')!r} is not a local folder; "
-                              "pass the CLIP folder with --vision-tower")
-    vision = VisionTower.from_pretrained(clip, select_layer=cfg.get("mm_vision_select_layer", -2), dtype=dtype)
-    if (vision.config.hidden_size, vision.config.num_patches) != (visual_dim, positions):
-        raise CheckpointError(f"CLIP at {clip} gives {vision.config.num_patches} x {vision.config.hidden_size} "
-                              f"features; the generator expects {positions} x {visual_dim}")
-    config = ModelConfig(llm=llm, vision=vision.config, connector=generator)
-    problems = shape_problems(shapes, expected_shapes(config), ignored)
-    if problems:
-        raise CheckpointError(f"{folder}: {problems[0]}" + (f" (and {len(problems) - 1} more problems)"
-                                                            if len(problems) > 1 else ""))
-    model = MultimodalLM.from_config(config, tokenizer=load_tokenizer(folder), vision=vision, empty=True)
-    fill(model, _own_tensors(files, generator, llm), str(folder), dtype,
-         checkpoint_name=lambda k: official_key(k, generator.shared))
-    return model
-
-
-def _own_tensors(files: list[Path], generator: GeneratorConfig, llm: LLMConfig):
-    """(our key, official key, tensor) for every tensor that is not ignored; `Bs` split per type."""
-    slots = len(generator.target_layers(llm.num_layers))
-    for path in files:
-        for key, tensor in iter_tensors(path):
-            if ignored(key):
-                continue
-            if key == PREFIX + "Bs":
-                rows = tensor.reshape(len(generator.types), slots, llm.hidden_size, generator.rank)
-                for i, t in enumerate(generator.types):
-                    yield f"connector.w_s.{t}", key, rows[i]
-            else:
-                yield own_key(key, generator.shared), key, tensor
+    shared = not read_json(folder / "config.json").get("weights_sep", True)
+    return load_layout(folder, vision_tower, dtype, _connector_from, to_official_state, _own_tensors,
+                       checkpoint_name=lambda k: official_key(k, shared))
 
 
 def describe(folder: Path, vision_tower: str | Path | None = None) -> CheckpointReport:
-    cfg, files, shapes, llm = _read(folder)
-    generator, visual_dim, positions, problems = _generator_from(cfg, shapes, llm)
-    clip = resolve_vision_tower(folder, cfg, vision_tower)
-    vision = None
-    if clip is None:
-        problems.append(f"vision tower {cfg.get('mm_vision_tower')!r} is not a local folder: "
-                        "loading needs --vision-tower PATH")
-    else:
-        from transformers import AutoConfig
-
-        from vlora.hf_quiet import quiet_transformers
-
-        with quiet_transformers():
-            hf_vision = AutoConfig.from_pretrained(clip)
-        vision = VisionConfig.from_hf(hf_vision, cfg.get("mm_vision_select_layer", -2))
-        if (vision.hidden_size, vision.num_patches) != (visual_dim, positions):
-            problems.append(f"CLIP at {clip} gives {vision.num_patches} x {vision.hidden_size} features; "
-                            f"the generator expects {positions} x {visual_dim}")
-    side = int(round(positions ** 0.5))
-    stand_in = VisionConfig(image_size=side * 14, patch_size=14, hidden_size=visual_dim, num_heads=1)
-    config = ModelConfig(llm=llm, vision=vision or stand_in, connector=generator)
-    problems += shape_problems(shapes, expected_shapes(config), ignored)
-    ignored_keys = [k for k in shapes if ignored(k)]
-    notes = [f"{len(ignored_keys)} key(s) ignored as the official loader does (rotary_emb.inv_freq, "
-             "vision-tower copies)"] if ignored_keys else []
-    if not any((folder / n).is_file() for n in ("tokenizer.model", "tokenizer.json")):
-        problems.append("no tokenizer (tokenizer.model or tokenizer.json) in the folder")
-    counts = count_by_part(shapes, lambda k: None if ignored(k) else ("connector" if k.startswith(PREFIX) else "llm"))
-    if vision is not None:
-        from vlora.model import MultimodalLM
-
-        skeleton = MultimodalLM.from_config(config, tokenizer=object(), empty=True)
-        counts["vision"] = skeleton.parameter_counts()["vision"]
-    return CheckpointReport(
-        path=str(folder), kind=NAME, summary="official VLoRA release layout (llava_vlora)",
-        dims=_dims(config, str(clip) if clip else None), parameters=counts, problems=problems,
-        notes=notes)
-
-
-def _dims(config: ModelConfig, vision_source: str | None) -> dict[str, dict]:
-    llm, g = config.llm, config.connector
-    return {
-        "llm": {"hidden": llm.hidden_size, "layers": llm.num_layers, "heads": llm.num_heads,
-                "kv_heads": llm.num_kv_heads, "intermediate": llm.intermediate_size, "vocab": llm.vocab_size},
-        "generator": {"types": g.types, "rank": g.rank, "alpha": g.alpha, "blocks (N)": g.blocks,
-                      "hidden (h_p)": g.hidden, "heads": g.heads, "queries (k)": len(g.target_layers(llm.num_layers)),
-                      "layers": list(g.target_layers(llm.num_layers)), "shared": g.shared},
-        "vision": {"weights": vision_source or "not found", "image": config.vision.image_size,
-                   "patch": config.vision.patch_size, "width": config.vision.hidden_size,
-                   "patches (c)": config.vision.num_patches},
-    }
+    return describe_layout(folder, vision_tower, NAME, "official VLoRA release layout (llava_vlora)",
+                           _connector_from, to_official_state)
 
 
 def to_official_state(model) -> dict[str, torch.Tensor]:

@@ -63,13 +63,15 @@ def load(folder: Path, vision_tower: str | Path | None = None, dtype: torch.dtyp
 
 
 def describe(folder: Path, vision_tower: str | Path | None = None) -> CheckpointReport:
-    from vlora.checkpoints.official_vlora import _dims
+    from vlora.checkpoints.llava_style import dims
     from vlora.model import MultimodalLM
 
     _, config = _manifest(folder)
     shapes = {k: s for f in weight_files(folder) for k, (s, _) in tensor_shapes(f).items()}
     skeleton = MultimodalLM.from_config(config, tokenizer=object(), empty=True)
     problems = shape_problems(shapes, {k: tuple(v.shape) for k, v in skeleton.state_dict().items()})
-    return CheckpointReport(path=str(folder), kind=NAME, summary="vlora-eval checkpoint (safetensors + vlora_eval.json)",
-                            dims=_dims(config, "in the checkpoint"), parameters=count_by_part(shapes, lambda k: k.split(".")[0]),
+    names = {"vlora": "VLoRA", "llava": "LLaVA-v1.5", "llava-qformer": "LLaVA-v1.5-QFormer"}
+    return CheckpointReport(path=str(folder), kind=NAME,
+                            summary=f"vlora-eval checkpoint of a {names[config.kind]} model (safetensors + {MANIFEST})",
+                            dims=dims(config, "in the checkpoint"), parameters=count_by_part(shapes, lambda k: k.split(".")[0]),
                             problems=problems)

@@ -1,0 +1,178 @@
+"""The model contract every benchmark, sweep and cost count uses (in the spirit of lm-eval's `LM`).
+
+    Request      one benchmark row ready for any model: text with `<image>` where images go
+    ModelCard    what a model is: name, kind, visual tokens, parameters, config, prompt style
+    Adapter      card + generate(requests) + loglikelihood(requests)
+
+A request that cannot be run (a missing image, placeholders that do not match the images) yields a
+`Failure` in its place; the other requests of the batch still get their results.
+`MultimodalAdapter` serves all three models: the connector is the only difference between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import torch
+from PIL import Image
+
+from vlora.batch import check_images
+from vlora.errors import InputError, VLoRAEvalError
+from vlora.perceptual_weights import ExecutionMode
+from vlora.prompting import IMAGE_PLACEHOLDER, IMAGE_TOKEN_INDEX, tokenize_with_placeholder
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Request:
+    id: str
+    text: str  # the user's turn; "<image>" marks where images go (prepended, one per image, if absent)
+    images: tuple[Image.Image | str | Path, ...] = ()
+    choices: tuple[str, ...] = ()  # candidate continuations for log-likelihood scoring
+    max_new_tokens: int = 32
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The result of a request that could not be run, and why."""
+
+    request_id: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    kind: str  # "vlora" | "llava" | "llava-qformer"
+    space: str  # "weights" (perceptual weights) | "tokens" (visual tokens)
+    visual_tokens: int  # per image, as the LLM sees them
+    parameters: dict[str, int]  # llm / vision / connector
+    config: dict[str, Any]  # ModelConfig.to_dict(): what the FLOPs code needs
+    template: str = "vicuna_v1"
+    custom_prompt_types: tuple[str, ...] = ("MCQ",)  # dataset types where LLaVA's own MCQ prompt is used
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def prompt_style(self, dataset_type: str | None) -> str:
+        """"llava_mcq" (the model's own multiple-choice prompt) or "dataset" (VLMEvalKit's)."""
+        return "llava_mcq" if dataset_type in self.custom_prompt_types else "dataset"
+
+
+class Adapter(Protocol):
+    card: ModelCard
+
+    def generate(self, requests: Sequence[Request]) -> list[str | Failure]: ...
+
+    def loglikelihood(self, requests: Sequence[Request]) -> list[list[float] | Failure]: ...
+
+
+def open_image(source: Image.Image | str | Path) -> Image.Image:
+    if isinstance(source, Image.Image):
+        return source
+    try:
+        with Image.open(source) as image:
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise InputError(f"image {source} does not exist") from None
+    except OSError as e:
+        raise InputError(f"image {source} cannot be read ({e})") from None
+
+
+class MultimodalAdapter:
+    """The contract over a `MultimodalLM` (VLoRA, LLaVA-v1.5 or LLaVA-v1.5-QFormer)."""
+
+    def __init__(self, model, name: str, batch_size: int = 8, mode: ExecutionMode | str = ExecutionMode.FACTORIZED,
+                 official_positions: bool = False):
+        self.model = model.eval()
+        self.mode = ExecutionMode(mode)
+        self.batch_size = 1 if self.mode is ExecutionMode.MERGED else batch_size  # merging folds one image
+        self.official_positions = official_positions
+        config = model.config
+        self.card = ModelCard(name=name, kind=config.kind, space=model.space, visual_tokens=config.visual_tokens,
+                              parameters=model.parameter_counts(), config=config.to_dict(),
+                              extras={"mode": self.mode.value, "official_positions": official_positions})
+
+    # --- the two verbs -------------------------------------------------------------------------------
+    def generate(self, requests: Sequence[Request]) -> list[str | Failure]:
+        """Greedy completions, batched; each request stops at EOS or its own max_new_tokens."""
+        def run(items: list[tuple[Request, list[int], list[Image.Image]]]) -> list[str]:
+            batch = self.model.collate([ids for _, ids, _ in items], [images for _, _, images in items])
+            longest = max(r.max_new_tokens for r, _, _ in items)
+            tokens = self.model.decode(batch, longest, official_positions=self.official_positions, mode=self.mode)
+            return [self.model.tokenizer.decode(t[:r.max_new_tokens], skip_special_tokens=True).strip()
+                    for t, (r, _, _) in zip(tokens, items, strict=True)]
+
+        return self._batched(requests, run)
+
+    def loglikelihood(self, requests: Sequence[Request]) -> list[list[float] | Failure]:
+        """Sum of log-probabilities of each choice as the assistant's answer, per request."""
+        expanded = [(r, choice) for r in requests for choice in r.choices]
+
+        def run(items: list[tuple[tuple[Request, str], list[int], list[Image.Image]]]) -> list[float]:
+            full, spans = [], []
+            for (request, choice), context, _ in items:
+                ids = tokenize_with_placeholder(self._prompt(request) + " " + choice, self.model.tokenizer)
+                common = next((i for i, (a, b) in enumerate(zip(ids, context, strict=False)) if a != b),
+                              min(len(ids), len(context)))
+                full.append(ids)
+                spans.append(len(ids) - common)  # the choice's tokens, scored
+            batch = self.model.collate(full, [images for _, _, images in items])
+            with torch.no_grad():
+                logits = self.model(batch, mode=self.mode).logits.float()  # [B, L, V]
+            logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
+            targets = batch.input_ids[:, 1:].to(logprobs.device)
+            picked = logprobs.gather(-1, targets[..., None])[..., 0]  # [B, L-1]
+            return [float(picked[i, -n:].sum()) for i, n in enumerate(spans)]
+
+        flat = self._batched(expanded, run, request_of=lambda pair: pair[0])
+        out, i = [], 0
+        for request in requests:
+            if not request.choices:
+                out.append(Failure(request.id, "log-likelihood scoring needs choices"))
+                continue
+            scores = flat[i:i + len(request.choices)]
+            i += len(request.choices)
+            failure = next((s for s in scores if isinstance(s, Failure)), None)
+            out.append(failure if failure is not None else scores)
+        return out
+
+    # --- batching with isolation of bad requests --------------------------------------------------
+    def _prompt(self, request: Request) -> str:
+        text = request.text
+        if request.images and IMAGE_PLACEHOLDER not in text:
+            text = f"{IMAGE_PLACEHOLDER}\n" * len(request.images) + text
+        return self.model.template.prompt(text)
+
+    def _prepare(self, request: Request) -> tuple[list[int], list[Image.Image]]:
+        """Token ids and opened images of one request, checked on its own (errors name the request)."""
+        ids = tokenize_with_placeholder(self._prompt(request), self.model.tokenizer)
+        check_images(f"request {request.id}", ids.count(IMAGE_TOKEN_INDEX), len(request.images), self.model.space)
+        return ids, [open_image(source) for source in request.images]
+
+    def _batched(self, items: Sequence[T], run: Callable[[list], list],
+                 request_of: Callable[[T], Request] = lambda r: r) -> list:
+        """Run `items` in batches; a failing batch is retried item by item so one bad request
+        becomes a `Failure` without costing the others their results."""
+        results: list = [None] * len(items)
+        ready = []
+        for i, item in enumerate(items):
+            try:
+                ids, images = self._prepare(request_of(item))
+                ready.append((i, (item, ids, images)))
+            except VLoRAEvalError as e:
+                results[i] = Failure(request_of(item).id, str(e))
+        for start in range(0, len(ready), self.batch_size):
+            chunk = ready[start:start + self.batch_size]
+            try:
+                for (i, _), value in zip(chunk, run([entry for _, entry in chunk]), strict=True):
+                    results[i] = value
+            except VLoRAEvalError:
+                for i, entry in chunk:
+                    try:
+                        results[i] = run([entry])[0]
+                    except VLoRAEvalError as e:
+                        results[i] = Failure(request_of(entry[0]).id, str(e))
+        return results
