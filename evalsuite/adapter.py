@@ -54,11 +54,26 @@ class ModelCard:
     config: dict[str, Any]  # ModelConfig.to_dict(): what the FLOPs code needs
     template: str = "vicuna_v1"
     custom_prompt_types: tuple[str, ...] = ("MCQ",)  # dataset types where LLaVA's own MCQ prompt is used
+    max_images: int | None = None  # images one request may carry (VLoRA: 1); None = any number
     extras: dict[str, Any] = field(default_factory=dict)
 
     def prompt_style(self, dataset_type: str | None) -> str:
         """"llava_mcq" (the model's own multiple-choice prompt) or "dataset" (VLMEvalKit's)."""
         return "llava_mcq" if dataset_type in self.custom_prompt_types else "dataset"
+
+
+def message_to_request(message: Sequence[dict[str, Any]], request_id: str = "0", max_new_tokens: int = 32,
+                       choices: tuple[str, ...] = ()) -> Request:
+    """VLMEvalKit-style interleaved messages -> one request: each image becomes `<image>\\n` where it
+    stands (LLaVA's form)."""
+    text, images = "", []
+    for item in message:
+        if item["type"] == "image":
+            images.append(item["value"])
+            text += f"{IMAGE_PLACEHOLDER}\n"
+        else:
+            text += item["value"]
+    return Request(id=request_id, text=text, images=tuple(images), choices=choices, max_new_tokens=max_new_tokens)
 
 
 class Adapter(Protocol):
@@ -93,6 +108,7 @@ class MultimodalAdapter:
         config = model.config
         self.card = ModelCard(name=name, kind=config.kind, space=model.space, visual_tokens=config.visual_tokens,
                               parameters=model.parameter_counts(), config=config.to_dict(),
+                              max_images=1 if model.space == "weights" else None,
                               extras={"mode": self.mode.value, "official_positions": official_positions})
 
     # --- the two verbs -------------------------------------------------------------------------------

@@ -47,3 +47,34 @@ def llava_mcq_prompt(question: str, options: Mapping[str, str], hint: str | None
     if options:
         return text + ("\n请直接回答选项字母。" if chinese else "\nAnswer with the option's letter from the given choices directly.")
     return text + ("\n请直接回答问题。" if chinese else "\nAnswer the question directly.")
+
+
+def dataset_mcq_prompt(line: Mapping[str, Any]) -> str:
+    """VLMEvalKit's `ImageMCQDataset.build_prompt` text (the same in 2024-05 and today)."""
+    options = options_of(line)
+    text = ""
+    if "hint" in line and not is_missing(line["hint"]):
+        text += f"Hint: {line['hint']}\n"
+    text += f"Question: {line['question']}\n"
+    if options:
+        text += "Options:\n" + "".join(f"{letter}. {option}\n" for letter, option in options.items())
+        text += "Please select the correct answer from the options above. \n"
+    return text
+
+
+def split_mmmu(text: str, images: list) -> list[dict[str, Any]]:
+    """VLMEvalKit's `split_MMMU`: `<image N>` (one digit) becomes image N-1 where it stands; images
+    never referenced are dropped; without any `<image ` the images all come first."""
+    if "<image " not in text:
+        return [{"type": "image", "value": im} for im in images] + [{"type": "text", "value": text}]
+    parts = text.split("<image ")
+    message = [{"type": "text", "value": parts[0]}] if parts[0] else []
+    for part in parts[1:]:
+        number, rest = part[0], part[2:]  # "N>rest"
+        if number.isdigit() and part[1:2] == ">" and 0 < int(number) <= len(images):
+            message.append({"type": "image", "value": images[int(number) - 1]})
+        else:  # not a placeholder after all: keep the text
+            rest = "<image " + part
+        if rest:
+            message.append({"type": "text", "value": rest})
+    return message

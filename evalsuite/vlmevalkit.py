@@ -17,10 +17,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from evalsuite.adapter import Failure, Request
+from evalsuite.adapter import Failure, message_to_request
 from evalsuite.prompts import dataset_type, is_missing, llava_mcq_prompt, options_of
 from vlora.errors import InputError
-from vlora.prompting import IMAGE_PLACEHOLDER
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -43,18 +42,6 @@ def normalise_message(message: Any) -> list[dict[str, str]]:
         else:
             raise InputError(f"message item of type {type(item).__name__} is not a str or a dict")
     return out
-
-
-def message_to_request(message: list[dict[str, str]], request_id: str = "0", max_new_tokens: int = 512) -> Request:
-    """Interleaved messages -> one request: each image becomes `<image>\\n` where it stands (LLaVA's form)."""
-    text, images = "", []
-    for item in message:
-        if item["type"] == "image":
-            images.append(item["value"])
-            text += f"{IMAGE_PLACEHOLDER}\n"
-        else:
-            text += item["value"]
-    return Request(id=request_id, text=text, images=tuple(images), max_new_tokens=max_new_tokens)
 
 
 class VLMEvalKitModel:

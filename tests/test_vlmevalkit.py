@@ -8,9 +8,9 @@ import sys
 import pytest
 from conftest import make_image
 
-from evalsuite.adapter import Request
+from evalsuite.adapter import Request, message_to_request
 from evalsuite.prompts import dataset_type, llava_mcq_prompt
-from evalsuite.vlmevalkit import VLMEvalKitModel, message_to_request, normalise_message
+from evalsuite.vlmevalkit import VLMEvalKitModel, normalise_message
 from vlora.errors import InputError
 
 

@@ -1,0 +1,87 @@
+"""Yes/no scoring as VLMEvalKit's `ImageYORNDataset.evaluate`, `MME_rating` and `Hallusion_rating`.
+
+A row's score is (answer == YOrN_Extraction(prediction)); "Unknown" is wrong. Tables are x100
+(MME: summed points), as VLMEvalKit's `_score.csv`. Where predictions are partial, what can be
+computed is, and the notes say what was left out (VLMEvalKit would raise instead).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+
+from evalsuite.extraction import yes_no
+
+MME_PERCEPTION = ("OCR", "artwork", "celebrity", "color", "count", "existence", "landmark", "position", "posters", "scene")
+MME_REASONING = ("code_reasoning", "commonsense_reasoning", "numerical_calculation", "text_translation")
+
+
+def yes_no_verdicts(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    out["extracted"] = [yes_no(p) for p in df["prediction"]]
+    out["score"] = (out["answer"] == out["extracted"]).astype(int)
+    return out
+
+
+def score_mme(df: pd.DataFrame, rules: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Per subtask: acc = 100 mean(score), acc+ = 100 mean over images of both questions right;
+    subtask = acc + acc+ (max 200); perception and reasoning (cognition) are sums of subtasks."""
+    verdicts = yes_no_verdicts(df)
+    by_image: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for category, path, score in zip(verdicts["category"], verdicts["image_path"], verdicts["score"], strict=True):
+        by_image[category][str(path)].append(int(score))
+    notes, scores = [], {}
+    for category, images in by_image.items():
+        every = [s for pair in images.values() for s in pair]
+        pairs = [pair for pair in images.values() if len(pair) == 2]
+        if len(pairs) < len(images):
+            notes.append(f"{category}: {len(images) - len(pairs)} image(s) without both questions left out of acc+")
+        plus = np.mean([pair[0] * pair[1] for pair in pairs]) * 100 if pairs else 0.0
+        scores[category] = float(np.mean(every) * 100 + plus)
+    row: dict[str, float] = {}
+    for name, members in (("perception", MME_PERCEPTION), ("reasoning", MME_REASONING)):
+        absent = [c for c in members if c not in scores]
+        if absent:
+            notes.append(f"{name}: subtask(s) {absent} have no predictions; the sum leaves them out")
+        row[name] = float(sum(scores.get(c, 0.0) for c in members))
+    row.update({c: scores[c] for c in (*MME_PERCEPTION, *MME_REASONING) if c in scores})
+    row.update({c: v for c, v in scores.items() if c not in row})
+    return verdicts, pd.DataFrame([row]), notes
+
+
+def _all_right(verdicts: pd.DataFrame, keys: list[str]) -> float:
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for key, score in zip(zip(*(verdicts[k] for k in keys), strict=True), verdicts["score"], strict=True):
+        groups[key].append(int(score))
+    return float(np.mean([all(v) for v in groups.values()]) * 100)
+
+
+def _hallusion_row(name: str, verdicts: pd.DataFrame) -> dict:
+    return {"split": name, "aAcc": float(np.mean(verdicts["score"]) * 100),
+            "fAcc": _all_right(verdicts, ["l2-category", "set_id", "figure_id"]),
+            "qAcc": _all_right(verdicts, ["l2-category", "set_id", "question_id"])}
+
+
+def score_hallusionbench(df: pd.DataFrame, rules: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """aAcc over questions; fAcc over figures (l2-category, set, figure) all right; qAcc over
+    questions asked of the original and edited figures (l2-category, set, question) all right."""
+    verdicts = yes_no_verdicts(df)
+    fields = [str(i).split("_") for i in verdicts["index"]]
+    short = next((i for i, f in zip(verdicts["index"], fields, strict=True) if len(f) < 6), None)
+    if short is not None:
+        from evalsuite.data import DataError
+
+        raise DataError(f"HallusionBench index {short!r} does not have the 6 fields "
+                        "{cat}_{subcat}_{visual}_{set}_{figure}_{question}")
+    verdicts["set_id"] = [f[3] for f in fields]
+    verdicts["figure_id"] = [f[4] for f in fields]
+    verdicts["question_id"] = [f[5] for f in fields]
+    rows = [_hallusion_row("Overall", verdicts)]
+    for group in ("category", "l2-category"):
+        for value in sorted(set(verdicts[group])):
+            rows.append(_hallusion_row(value, verdicts[verdicts[group] == value]))
+    table = pd.DataFrame(rows)
+    table["Avg"] = table[["aAcc", "fAcc", "qAcc"]].mean(axis=1)
+    return verdicts, table, []

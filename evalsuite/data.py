@@ -1,0 +1,200 @@
+"""VLMEvalKit TSVs: where they live, what a valid one holds, and the images of a row.
+
+Location: a file given by the user, else `{data_dir}/{name}.tsv`, where data_dir is `--data-dir`,
+else `$LMUData` if it is set and exists, else `~/LMUData` (VLMEvalKit's rule).
+Reading follows VLMEvalKit: `pandas.read_csv(sep="\\t")` with its default NA strings; an `image`
+of at most 64 characters refers to another row's index; a "[...]" cell holds several base64
+images; rows without an image are dropped. Images are handed to models as VLMEvalKit hands them:
+RGBA / P / LA converted to RGB, and re-encoded as JPEG when `image_path` ends in .jpg.
+Every problem is an error naming the file, the line, the index and the column.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import binascii
+import hashlib
+import io
+import os
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from evalsuite.benchmarks import BenchmarkSpec
+from evalsuite.prompts import is_missing
+from vlora.errors import VLoRAEvalError
+
+
+class DataError(VLoRAEvalError):
+    """A benchmark file is missing or malformed."""
+
+
+def lmu_data_root() -> Path:
+    env = os.environ.get("LMUData")
+    if env and Path(env).is_dir():
+        return Path(env)
+    return Path.home() / "LMUData"
+
+
+def resolve_tsv(spec: BenchmarkSpec, data_dir: str | Path | None = None, data_file: str | Path | None = None) -> Path:
+    if data_file is not None:
+        path = Path(data_file)
+    else:
+        path = Path(data_dir if data_dir is not None else lmu_data_root()) / f"{spec.name}.tsv"
+    if not path.is_file():
+        hint = f" (VLMEvalKit's copy: {spec.url})" if spec.url else ""
+        raise DataError(f"{path} not found: pass --data-dir DIR or --data FILE, or set $LMUData{hint}")
+    return path
+
+
+def md5_of(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class BenchmarkData:
+    spec: BenchmarkSpec
+    path: Path
+    md5: str
+    table: pd.DataFrame  # rows with an image, in file order; `line` = the row's line in the file
+    dropped_without_image: int = 0
+    warnings: list[str] = field(default_factory=list)
+    stored_images: dict[str, str] = field(default_factory=dict)  # index -> base64 of rows that hold one
+
+    def where(self, position: int, column: str) -> str:
+        row = self.table.iloc[position]
+        return f"{self.path}: line {row['line']} (index {row['index']}), column {column}"
+
+    def _cell(self, position: int) -> str:
+        cell = str(self.table["image"].iloc[position])
+        return self.stored_images[cell] if len(cell) <= 64 else cell  # <= 64 characters: a reference
+
+    def image_count(self, position: int) -> int:
+        try:
+            return len(_image_list(self._cell(position)))
+        except ValueError as e:
+            raise DataError(f"{self.where(position, 'image')}: {e}") from None
+
+    def images(self, position: int) -> list[Image.Image]:
+        """The images of the row at `position`, decoded as VLMEvalKit hands them to a model."""
+        row = self.table.iloc[position]
+        self.image_count(position)  # a clear error for a malformed list
+        sources = _image_list(self._cell(position))
+        names = _image_list(row["image_path"]) if "image_path" in row and not is_missing(row["image_path"]) else []
+        out = []
+        for i, source in enumerate(sources):
+            try:
+                image = _decode(source)
+            except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as e:
+                raise DataError(f"{self.where(position, 'image')}: not a base64 image ({e})") from None
+            name = names[i] if i < len(names) else ""
+            out.append(_as_vlmevalkit_saves(image, name))
+        return out
+
+
+def _image_list(cell) -> list[str]:
+    text = str(cell)
+    if text.startswith("["):
+        try:
+            return [str(x) for x in ast.literal_eval(text)]
+        except (ValueError, SyntaxError) as e:
+            raise ValueError(f"not a list of base64 images ({type(e).__name__})") from None
+    return [text]
+
+
+def _decode(source: str) -> Image.Image:
+    image = Image.open(io.BytesIO(base64.b64decode(source)))
+    image.load()
+    return image
+
+
+def _as_vlmevalkit_saves(image: Image.Image, name: str) -> Image.Image:
+    """VLMEvalKit writes each image to disk before the model reads it: same conversions here."""
+    if image.mode in ("RGBA", "P", "LA"):
+        image = image.convert("RGB")
+    if name.lower().endswith((".jpg", ".jpeg")):
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="JPEG")
+        image = Image.open(io.BytesIO(buffer.getvalue()))
+    return image.convert("RGB")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path, sep="\t")
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
+        raise DataError(f"{path}: not a readable TSV ({e})") from None
+    table.insert(0, "line", range(2, len(table) + 2))
+    if "index" in table and all(_int_like(x) for x in table["index"]):
+        table["index"] = [int(float(x)) for x in table["index"]]
+    return table
+
+
+def _int_like(value) -> bool:
+    try:
+        return float(value) == int(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def load_benchmark_data(spec: BenchmarkSpec, path: Path, check_images: bool = True) -> BenchmarkData:
+    table = read_table(path)
+    missing = [c for c in spec.required_columns if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing} for {spec.name} (has {list(table.columns)[1:]})")
+    _check_unique(table, path)
+    md5 = md5_of(path)
+    warnings = [] if md5 in spec.md5 else [
+        f"{path}: md5 {md5} is not a known release of {spec.name} (known: {', '.join(spec.md5) or 'none'}); "
+        "scores may not compare with published ones"]
+    no_image = table["image"].map(is_missing)
+    kept = table[~no_image].reset_index(drop=True)
+    stored = {str(i): str(im) for i, im in zip(kept["index"], kept["image"], strict=True) if len(str(im)) > 64}
+    data = BenchmarkData(spec, path, md5, kept, int(no_image.sum()), warnings, stored)
+    _check_references(data)
+    if spec.answers:
+        _check_answers(data)
+    if check_images:
+        for position in range(len(kept)):
+            if len(str(kept["image"].iloc[position])) > 64:
+                data.images(position)
+    return data
+
+
+def _check_unique(table: pd.DataFrame, path: Path) -> None:
+    seen: dict[str, int] = {}
+    for line, index in zip(table["line"], table["index"], strict=True):
+        if str(index) in seen:
+            raise DataError(f"{path}: line {line}, column index: index {index} repeats line {seen[str(index)]}")
+        seen[str(index)] = line
+
+
+def _check_references(data: BenchmarkData) -> None:
+    for position, cell in enumerate(data.table["image"]):
+        if len(str(cell)) <= 64 and str(cell) not in data.stored_images:
+            raise DataError(f"{data.where(position, 'image')}: refers to index {cell}, "
+                            "which is not a row with an image in the file")
+
+
+def _check_answers(data: BenchmarkData) -> None:
+    for position, row in data.table.iterrows():
+        answer = row["answer"]
+        if is_missing(answer):
+            raise DataError(f"{data.where(position, 'answer')}: no answer")
+        if data.spec.type == "Y/N":
+            if answer not in ("Yes", "No"):
+                raise DataError(f"{data.where(position, 'answer')}: {answer!r} is not Yes or No")
+            continue
+        options = [c for c in string.ascii_uppercase if c in row and not is_missing(row[c])]
+        if data.spec.protocol == "mmmu" and not options:
+            continue  # an open question: the answer is text
+        if answer not in options:
+            raise DataError(f"{data.where(position, 'answer')}: {answer!r} is not among the options {options}")

@@ -1,0 +1,107 @@
+"""Scoring any predictions file against a benchmark: join, check, score, headline numbers.
+
+Predictions are VLMEvalKit's layout (`index` + `prediction`, with or without the benchmark's
+columns; .tsv, .csv, .jsonl or .xlsx). The benchmark's own columns come from its TSV; a partial
+file scores what is present and says how many rows are missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from evalsuite.benchmarks import BenchmarkSpec
+from evalsuite.data import DataError
+from evalsuite.extraction import check_rules
+
+
+@dataclass
+class ScoreReport:
+    benchmark: str
+    rules: str  # the extraction rules used ("2024-05" / "2026-08")
+    answer_mode: str  # "generate" (free text, exact matching) | "likelihood" (highest log-likelihood choice)
+    headline: dict[str, float]  # the numbers papers report, primary first
+    table: pd.DataFrame  # VLMEvalKit's _acc.csv / _score.csv
+    verdicts: pd.DataFrame  # per question (or per circular group)
+    scored_rows: int
+    missing_rows: int
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"benchmark": self.benchmark, "extraction_rules": self.rules, "answer_mode": self.answer_mode,
+                "headline": self.headline, "scored_rows": self.scored_rows, "missing_rows": self.missing_rows,
+                "notes": self.notes, "table": _records(self.table)}
+
+
+def _records(table: pd.DataFrame) -> list[dict]:
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+            for row in table.to_dict("records")]
+
+
+def read_predictions(path: str | Path) -> pd.DataFrame:
+    """A predictions file -> DataFrame with at least `index` and `prediction`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"predictions file {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            table = pd.DataFrame(rows)
+        elif suffix == ".xlsx":
+            table = pd.read_excel(path)
+        else:
+            table = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    except ImportError as e:
+        raise DataError(f"{path}: reading {suffix} needs an extra package ({e}); save it as .tsv") from None
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read predictions ({e})") from None
+    missing = [c for c in ("index", "prediction") if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing} (a predictions file needs index and prediction)")
+    return table
+
+
+def headline_numbers(spec: BenchmarkSpec, table: pd.DataFrame) -> dict[str, float]:
+    if spec.protocol == "mme":
+        row = table.iloc[0]
+        return {"perception": float(row["perception"]), "cognition (reasoning)": float(row["reasoning"]),
+                "total": float(row["perception"] + row["reasoning"])}
+    if spec.protocol == "hallusionbench":
+        row = table.iloc[0]
+        return {name: float(row[name]) for name in ("Avg", "aAcc", "fAcc", "qAcc")}
+    rule, scale = spec.headline.get("row", "first"), spec.headline.get("scale", 100)
+    rows = table if rule == "first" else table[table["split"] == rule]
+    if rows.empty:
+        return {}
+    return {"Overall": float(rows.iloc[0]["Overall"]) * scale}  # of the split the YAML names (MMMU: validation)
+
+
+def score_predictions(spec: BenchmarkSpec, meta: pd.DataFrame, predictions: pd.DataFrame, rules: str,
+                      answer_mode: str = "generate", source: str = "predictions") -> ScoreReport:
+    """Score `predictions` (index, prediction) against the benchmark table `meta` (rows with images)."""
+    check_rules(rules)
+    if not spec.answers:
+        raise DataError(f"{spec.name} has no answers: submit the predictions TSV to the official server")
+    keys = meta["index"].astype(str)
+    known = set(keys)
+    strays = [i for i in predictions["index"].astype(str) if i not in known]
+    if strays:
+        raise DataError(f"{source}: index {strays[0]} is not a row of {spec.name} "
+                        f"({len(strays)} such row(s)); is it the right benchmark?")
+    by_index = dict(zip(predictions["index"].astype(str), predictions["prediction"], strict=True))
+    present = meta[keys.isin(by_index)].copy()
+    present["prediction"] = [str(by_index[str(i)]) for i in present["index"]]
+    if present.empty:
+        raise DataError(f"{source}: no prediction matches a row of {spec.name}")
+    verdicts, table, notes = spec.scorer(present.drop(columns=["image", "line"], errors="ignore"), rules)
+    missing = len(meta) - len(present)
+    if missing:
+        notes = [f"{missing} of {len(meta)} rows have no prediction: the scores cover the rest"] + notes
+    return ScoreReport(spec.name, rules, answer_mode, headline_numbers(spec, table), table, verdicts,
+                       len(present), missing, notes)
