@@ -158,6 +158,178 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print machine-r
     console.print(table)
 
 
+def _benchmark_data(bench: str, data_dir: Path | None, data: Path | None, check_images: bool = True):
+    from evalsuite.benchmarks import benchmark
+    from evalsuite.data import load_benchmark_data, resolve_tsv
+
+    spec = benchmark(bench)
+    loaded = load_benchmark_data(spec, resolve_tsv(spec, data_dir, data), check_images=check_images)
+    for warning in loaded.warnings:
+        Console(stderr=True).print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    return loaded
+
+
+def _print_score(report, title: str) -> None:
+    console.print(f"[bold]{title}[/]  (extraction rules {report.rules}, answer mode {report.answer_mode}; "
+                  f"{report.scored_rows} rows scored, {report.missing_rows} missing)", highlight=False)
+    for name, value in report.headline.items():
+        console.print(f"  {name}: [bold green]{value:.2f}[/]", highlight=False)
+    frame = report.table.set_index(report.table.columns[0]) if "split" in report.table else report.table
+    if frame.shape[1] > frame.shape[0]:  # wide (many categories): one row per column instead
+        frame = frame.T
+        if list(frame.columns) == [0]:
+            frame.columns = ["value"]
+    table = Table("", *[str(c) for c in frame.columns], title="full table", title_justify="left")
+    for name, row in frame.iterrows():
+        table.add_row(str(name), *[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+    for note in report.notes:
+        console.print(f"note: {note}", highlight=False)
+
+
+@app.command()
+@user_errors
+def run(
+    model: Annotated[str, typer.Option(help="Model name (see `vlora-eval models`).")],
+    bench: Annotated[list[str], typer.Option(help="Benchmark(s): VLMEvalKit name or alias; repeat for several.")],
+    checkpoint: Annotated[Path | None, typer.Option(help="Local checkpoint folder.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder of the TSVs (default $LMUData or ~/LMUData).")] = None,
+    data: Annotated[Path | None, typer.Option(help="One TSV file (with a single --bench).")] = None,
+    vision_tower: Annotated[Path | None, typer.Option(help="Local CLIP folder.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N rows.")] = None,
+    shard: Annotated[str | None, typer.Option(help="i/n: this process's share (default: RANK/WORLD_SIZE).")] = None,
+    rules: Annotated[str, typer.Option(help="Answer extraction: 2024-05 (paper era) | 2026-08")] = "2024-05",
+    answer_mode: Annotated[str, typer.Option(help="generate (free text) | likelihood (best option)")] = "generate",
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
+    mode: Annotated[str, typer.Option(help="VLoRA execution: factorized | merged | delta")] = "factorized",
+    results: Annotated[Path, typer.Option(help="Results root.")] = Path("results"),
+    run_name: Annotated[str | None, typer.Option(help="Folder name under the results root (default: model).")] = None,
+    fresh: Annotated[bool, typer.Option(help="Discard earlier predictions of this run (default: resume).")] = False,
+    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Run a model on benchmarks: batched, resumable, sharded; predictions, scores and a manifest
+    under results/<run>/<bench>/."""
+    from evalsuite.registry import create_model
+    from evalsuite.runner import RunOptions, parse_shard, run_benchmark
+
+    if data is not None and len(bench) != 1:
+        raise typer.BadParameter("--data names one file: give a single --bench")
+    options = RunOptions(batch_size=batch_size, limit=limit, shard=parse_shard(shard) if shard else None, rules=rules,
+                         answer_mode=answer_mode, max_new_tokens=max_new_tokens, results_root=results,
+                         run_name=run_name, fresh=fresh, progress=not as_json)
+    loaded = [_benchmark_data(b, data_dir, data) for b in bench]
+    adapter = create_model(model, checkpoint, vision_tower=vision_tower, dtype=_dtype(dtype), batch_size=batch_size,
+                           mode=mode)
+    out = []
+    for benchmark_data in loaded:
+        result = run_benchmark(adapter, benchmark_data, options, str(checkpoint) if checkpoint else None)
+        out.append({"benchmark": benchmark_data.spec.name, "folder": str(result.folder), "complete": result.complete,
+                    "rows": result.total, "present": result.present, "predicted_now": result.predicted,
+                    "failures": result.failures, "seconds": round(result.seconds, 2),
+                    "scores": result.report.to_dict() if result.report else None})
+        if as_json:
+            continue
+        if result.report is not None:
+            _print_score(result.report, f"{adapter.card.name} · {benchmark_data.spec.name}")
+        elif result.complete:
+            console.print(f"{benchmark_data.spec.name} has no answers: submit {result.paths['predictions']} "
+                          "to the official evaluation server")
+        else:
+            console.print(f"{benchmark_data.spec.name}: {result.present} of {result.total} rows predicted; the other "
+                          "shards still run, or use `vlora-eval merge` to score what is there")
+        if result.failures:
+            console.print(f"[yellow]{result.failures} row(s) failed[/] (see predictions*.jsonl, field error)")
+        console.print(f"outputs in [bold]{result.folder}[/]")
+    if as_json:
+        print(json.dumps(out, indent=2))
+
+
+@app.command()
+@user_errors
+def score(
+    bench: Annotated[str, typer.Option(help="Benchmark: VLMEvalKit name or alias.")],
+    predictions: Annotated[Path, typer.Option(help="Predictions: index + prediction (.tsv .csv .jsonl .xlsx).")],
+    data: Annotated[Path | None, typer.Option(help="The benchmark TSV (default: from --data-dir / $LMUData).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder of the TSVs.")] = None,
+    rules: Annotated[str, typer.Option(help="Answer extraction: 2024-05 | 2026-08")] = "2024-05",
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Score any predictions file in VLMEvalKit's layout, exactly as VLMEvalKit scores it."""
+    from evalsuite.scoring import read_predictions, score_predictions
+
+    benchmark_data = _benchmark_data(bench, data_dir, data, check_images=False)
+    report = score_predictions(benchmark_data.spec, benchmark_data.table, read_predictions(predictions), rules,
+                               source=str(predictions))
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        _print_score(report, f"{predictions} · {benchmark_data.spec.name}")
+
+
+@app.command()
+@user_errors
+def merge(
+    bench: Annotated[str, typer.Option(help="Benchmark: VLMEvalKit name or alias.")],
+    run_name: Annotated[str, typer.Option(help="The run's folder name under the results root.")],
+    results: Annotated[Path, typer.Option(help="Results root.")] = Path("results"),
+    data_dir: Annotated[Path | None, typer.Option(help="Folder of the TSVs.")] = None,
+    data: Annotated[Path | None, typer.Option(help="The benchmark TSV.")] = None,
+    rules: Annotated[str, typer.Option(help="Answer extraction: 2024-05 | 2026-08")] = "2024-05",
+    force: Annotated[bool, typer.Option(help="Score even if some rows have no prediction yet.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Merge the shards of a run and score them (runs do this themselves when the last shard ends)."""
+    from evalsuite.adapter import ModelCard
+    from evalsuite.results import run_folder, stored_run
+    from evalsuite.runner import RunOptions, finish
+
+    benchmark_data = _benchmark_data(bench, data_dir, data, check_images=False)
+    folder = run_folder(results, run_name, benchmark_data.spec.name)
+    stored = stored_run(folder)
+    card = ModelCard(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored["card"].items()})
+    options = RunOptions(rules=rules, answer_mode=stored["answer_mode"], max_new_tokens=stored["max_new_tokens"],
+                         results_root=results, run_name=run_name, progress=False)
+    result = finish(folder, card, benchmark_data, options, checkpoint=stored.get("checkpoint"), force=force)
+    if result.report is None:
+        raise typer.BadParameter(f"{result.present} of {result.total} rows have predictions; pass --force to score them")
+    if as_json:
+        print(json.dumps(result.report.to_dict(), indent=2))
+    else:
+        _print_score(result.report, f"{run_name} · {benchmark_data.spec.name}")
+
+
+data_app = typer.Typer(help="Benchmark data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("mini")
+@user_errors
+def data_mini(
+    out: Annotated[Path, typer.Option(help="Folder to write the mini-suite to.")] = Path("out/mini"),
+    seed: Annotated[int, typer.Option()] = 0,
+    scale: Annotated[int, typer.Option(min=1, help="Multiplies the number of questions and samples.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Write the mini-suite: small synthetic versions of the six benchmarks in VLMEvalKit's TSV format,
+    plus pre-training captions and instruction data, from a deterministic synthetic world."""
+    from contextlib import nullcontext
+
+    from evalsuite.mini import write_mini_suite
+
+    with nullcontext() if as_json else console.status(f"drawing the synthetic world into {out}"):
+        paths = write_mini_suite(out, seed=seed, scale=scale)
+    if as_json:
+        print(json.dumps({name: str(path) for name, path in paths.items()}, indent=2))
+        return
+    table = Table("name", "file", title=f"mini-suite (seed {seed}, scale {scale})")
+    for name, path in paths.items():
+        table.add_row(name, str(path))
+    console.print(table)
+    console.print(f"run a model on it: [bold]vlora-eval run --model vlora-tiny --bench mmbench --data-dir {out}[/]")
+
+
 @app.command()
 @user_errors
 def demo(

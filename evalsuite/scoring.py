@@ -103,5 +103,7 @@ def score_predictions(spec: BenchmarkSpec, meta: pd.DataFrame, predictions: pd.D
     missing = len(meta) - len(present)
     if missing:
         notes = [f"{missing} of {len(meta)} rows have no prediction: the scores cover the rest"] + notes
-    return ScoreReport(spec.name, rules, answer_mode, headline_numbers(spec, table), table, verdicts,
-                       len(present), missing, notes)
+    headline = headline_numbers(spec, table)
+    if not headline:
+        notes.append(f"no headline: no scored row of split {spec.headline.get('row')!r}; see the full table")
+    return ScoreReport(spec.name, rules, answer_mode, headline, table, verdicts, len(present), missing, notes)

@@ -157,3 +157,14 @@ def test_shard_parsing_and_environment(monkeypatch):
     assert environment_shard() == (3, 8)
     with pytest.raises(ConfigError, match="unknown answer mode"):
         RunOptions(answer_mode="vibes")
+
+
+def test_test_split_without_answers_writes_a_submission(tmp_path):
+    table = circular_table(2).drop(columns=["answer"])
+    data = load_benchmark_data(benchmark("MMBench_TEST_EN"), write_tsv(table, tmp_path / "MMBench_TEST_EN.tsv"))
+    answers = {str(i): "A" for i in table["index"]}
+    result = run_benchmark(OracleAdapter(answers), data, _options(tmp_path))
+    assert result.complete and result.report is None
+    submission = pd.read_csv(result.paths["predictions"], sep="\t")
+    assert len(submission) == len(table) and "prediction" in submission and "answer" not in submission
+    assert not (result.folder / "scores.json").exists()
