@@ -332,6 +332,96 @@ def data_mini(
 
 @app.command()
 @user_errors
+def flops(
+    text_len: Annotated[int, typer.Option(min=1, help="Text tokens C.")] = 32,
+    llm: Annotated[str, typer.Option(help="A preset name or an LLM config.json (Llama fields).")] = "vlora-7b",
+    rank: Annotated[int | None, typer.Option(help="Perceptual weights rank r.")] = None,
+    slots: Annotated[int | None, typer.Option(help="k: LLM blocks that receive weights (every d/k-th).")] = None,
+    types: Annotated[str | None, typer.Option(help="Weight types, e.g. qkvom.")] = None,
+    count: Annotated[bool, typer.Option(help="Check every part with FlopCounterMode (meta device).")] = False,
+    time_it: Annotated[bool, typer.Option("--time", help="Time prefill/decode on a small config (CPU).")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Write figure4.png, figure4.csv and table1.md here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """The paper's FLOPs: Table 1's GFLOPs column beside the paper's numbers, VLoRA's ratio to
+    LLaVA-v1.5, architecture-exact costs of the three models part by part, Figure 4."""
+    from flops.report import FlopsSettings, exact_rows, headline, rough_spots, table1_rows, write_report
+
+    settings = FlopsSettings(text_len, _flops_config(llm, rank, slots, types))
+    rows, ratio, exact = table1_rows(settings), headline(settings), exact_rows(settings, count)
+    timing = None
+    if time_it:
+        from flops.timing import latency_sweep
+
+        with console.status("timing LLaVA-v1.5 and VLoRA on a small configuration"):
+            timing = latency_sweep()
+    written = write_report(plot, settings, count=count) if plot is not None else {}
+    if as_json:
+        print(json.dumps({"table1": rows, "headline": ratio, "architecture_exact": exact, "timing": timing,
+                          "rough_spots": rough_spots(settings),
+                          "written": {k: str(v) for k, v in written.items()}}, indent=2))
+        return
+    table = Table("model", "visual tokens", "paper GFLOPs", "formula", "difference",
+                  title=f"Table 1, GFLOPs at C = {text_len}")
+    notes = list(dict.fromkeys(r["note"] for r in rows if r["note"]))
+    for r in rows:
+        mark = f" [{notes.index(r['note']) + 1}]" if r["note"] else ""
+        table.add_row(r["model"] + mark, str(r["visual_tokens"]), str(r["paper"]), f"{r['formula']:.1f}",
+                      f"{r['difference']:+.1f}")
+    console.print(table)
+    for i, note in enumerate(notes, 1):
+        console.print(f"[{i}] {note}", highlight=False, markup=False)
+    console.print(f"VLoRA / LLaVA-v1.5 = [bold]{100 * ratio['ratio']:.1f}%[/] ({ratio['vlora_gflops']:.1f} / "
+                  f"{ratio['llava_gflops']:.1f} GFLOPs; {100 * ratio['ratio_full']:.1f}% with the merge term); "
+                  f"factorized branches: {ratio['vlora_factorized_gflops']:.1f} GFLOPs = "
+                  f"{100 * ratio['ratio_factorized']:.1f}%; merging pays off above "
+                  f"{ratio['merge_crossover_tokens']:.0f} text tokens", highlight=False)
+    from rich.table import Column
+
+    table = Table(Column("model", no_wrap=True), Column("mode", no_wrap=True), "vis. tok.", "vision", "connector", "LLM",
+                  "weights", "total", *(["counted"] if count else []), title="architecture-exact GFLOPs, one image")
+    for r in exact:
+        extra = [f"{r['counted_total']:.1f} {'=' if r['counted_matches'] else '!='}"] if count else []
+        table.add_row(r["model"], r["mode"], str(r["visual_tokens"]), f"{r['vision']:.1f}", f"{r['connector']:.1f}",
+                      f"{r['llm']:.1f}", f"{r.get('perceptual_weights', 0):.1f}", f"{r['total']:.1f}", *extra)
+    console.print(table)
+    if timing:
+        table = Table("visual tokens", "LLaVA prefill ms", "VLoRA prefill ms", "VLoRA merged ms", "VLoRA/LLaVA",
+                      "LLaVA decode ms/tok", "VLoRA decode ms/tok", title="CPU latency, small config, median of 5")
+        for r in timing:
+            table.add_row(str(r["visual_tokens"]), f"{r['llava_prefill_ms']:.1f}", f"{r['vlora_factorized_prefill_ms']:.1f}",
+                          f"{r['vlora_merged_prefill_ms']:.1f}", f"{r['vlora_over_llava_prefill']:.2f}",
+                          f"{r['llava_decode_ms']:.1f}", f"{r['vlora_factorized_decode_ms']:.1f}")
+        console.print(table)
+    console.print("[bold]where the paper's accounting is rough[/]")
+    for spot in rough_spots(settings):
+        console.print(f"- {spot}", highlight=False, markup=False)
+    for name, path in written.items():
+        console.print(f"wrote {name}: {path}")
+
+
+def _flops_config(llm: str, rank: int | None, slots: int | None, types: str | None):
+    from vlora.config import LLMConfig, preset
+    from vlora.errors import ConfigError
+
+    path = Path(llm)
+    if path.suffix == ".json" or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"LLM config {path} does not exist")
+        config = preset("vlora-7b")
+        config = type(config)(LLMConfig.from_hf_dict(json.loads(path.read_text())), config.vision, config.connector)
+    else:
+        config = preset(llm)
+    changes = {k: v for k, v in (("rank", rank), ("types", types)) if v is not None}
+    if slots is not None:
+        if config.llm.num_layers % slots:
+            raise ConfigError(f"--slots {slots} does not divide the LLM's {config.llm.num_layers} layers")
+        changes["skip"] = config.llm.num_layers // slots
+    return config.replace(connector=changes) if changes else config
+
+
+@app.command()
+@user_errors
 def demo(
     out: Annotated[Path, typer.Option(help="Where the tiny checkpoints are written.")] = Path("out/demo"),
     seed: Annotated[int, typer.Option()] = 0,

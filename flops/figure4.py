@@ -1,0 +1,92 @@
+"""Figure 4 re-drawn: GFLOPs against the number of visual tokens (input-space alignment for several
+text lengths C, VLoRA flat) and the VLoRA / LLaVA ratio; the paper's analytic lines with points
+counted by FlopCounterMode (architecture-exact) on the same axes, the paper's headline marked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from flops.analytic import paper_input_space, paper_vlora_inference
+from flops.report import FlopsSettings, G
+
+TEXT_LENGTHS = (32, 128, 512)
+COUNTED_TOKENS = (32, 64, 256, 576)
+
+
+def figure4_data(settings: FlopsSettings, max_tokens: int = 1024, step: int = 16, count: bool = True) -> pd.DataFrame:
+    """Long table: source (paper formula / counted), model, C, L, GFLOPs, ratio to LLaVA."""
+    llm, g = settings.base.llm, settings.base.connector
+    d, h, k, r = llm.num_layers, llm.hidden_size, settings.k, g.rank
+    rows = []
+    for C in TEXT_LENGTHS:
+        vlora = paper_vlora_inference(C, d, h, k, r) / G
+        for L in range(0, max_tokens + 1, step):
+            llava = paper_input_space(L, C, d, h) / G
+            rows.append({"source": "paper formula", "model": "LLaVA", "C": C, "L": L, "gflops": llava, "ratio": 1.0})
+            rows.append({"source": "paper formula", "model": "VLoRA", "C": C, "L": L, "gflops": vlora,
+                         "ratio": vlora / llava})
+    if count:
+        from flops.counted import count_llm, meta_llm
+
+        model = meta_llm(llm)
+        C = settings.text_len
+        vlora = _counted_vlora(settings)
+        for L in COUNTED_TOKENS:
+            llava = count_llm(model, L + C) / G
+            rows.append({"source": "counted", "model": "LLaVA", "C": C, "L": L, "gflops": llava, "ratio": 1.0})
+            rows.append({"source": "counted", "model": "VLoRA", "C": C, "L": L, "gflops": vlora, "ratio": vlora / llava})
+    return pd.DataFrame(rows)
+
+
+def _counted_vlora(settings: FlopsSettings) -> float:
+    """VLoRA's LLM part counted (factorized branches included), as Table 1 counts the LLM part."""
+    from flops.counted import count_model
+
+    parts = count_model(settings.base, settings.text_len, "factorized")
+    return (parts["llm"] + parts["perceptual_weights"]) / G
+
+
+def draw_figure4(data: pd.DataFrame, path: Path, text_len: int = 32) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+    colours = dict(zip(TEXT_LENGTHS, ("tab:blue", "tab:orange", "tab:green"), strict=True))
+    paper = data[data["source"] == "paper formula"]
+    for C, colour in colours.items():
+        for model, style in (("LLaVA", "-"), ("VLoRA", "--")):
+            line = paper[(paper["C"] == C) & (paper["model"] == model)]
+            left.plot(line["L"], line["gflops"], style, color=colour, label=f"{model} (formula), C={C}")
+        vl = paper[(paper["C"] == C) & (paper["model"] == "VLoRA")]
+        right.plot(vl["L"], 100 * vl["ratio"], color=colour, label=f"C={C} (formula)")
+    counted = data[data["source"] == "counted"]
+    for model, marker in (("LLaVA", "o"), ("VLoRA", "s")):
+        points = counted[counted["model"] == model]
+        how = " factorized" if model == "VLoRA" else ""
+        left.scatter(points["L"], points["gflops"], marker=marker, color="black", zorder=3,
+                     label=f"{model}{how} counted (FlopCounterMode), C={text_len}")
+    vl_counted = counted[counted["model"] == "VLoRA"]
+    right.scatter(vl_counted["L"], 100 * vl_counted["ratio"], marker="s", color="black", zorder=3,
+                  label=f"counted (VLoRA factorized), C={text_len}")
+    headline = paper[(paper["C"] == text_len) & (paper["model"] == "VLoRA") & (paper["L"] == 576)]
+    if not headline.empty:
+        value = 100 * float(headline["ratio"].iloc[0])
+        right.annotate(f"LLaVA-v1.5 (576 tokens), C={text_len}:\nVLoRA = {value:.1f}% (paper: about 8%)",
+                       xy=(576, value), xytext=(560, value + 45), arrowprops={"arrowstyle": "->"})
+        left.axvline(576, color="grey", lw=0.8, ls=":")
+    left.set(xlabel="number of visual tokens L", ylabel="GFLOPs (LLM, one forward)", title="Cost")
+    right.set(xlabel="number of visual tokens L", ylabel="VLoRA / LLaVA (%)", title="Ratio", ylim=(0, 105))
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+    left.grid(alpha=0.3)
+    right.grid(alpha=0.3)
+    fig.suptitle("VLoRA paper, Figure 4 re-drawn (Vicuna-7B shape; lines: paper formulas, points: counted)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
