@@ -13,11 +13,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+
+import cli_views as views
 
 app = typer.Typer(help="Evaluate and cost multimodal LLMs that see through their weights (VLoRA).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-console = Console()
+console = views.console
 DTYPES = {"auto": None, "float32": "float32", "bfloat16": "bfloat16", "float16": "float16", "float64": "float64"}
 
 
@@ -45,28 +46,6 @@ def _dtype(name: str):
     return None if DTYPES[name] is None else getattr(torch, DTYPES[name])
 
 
-def _print_report(report) -> None:
-    colour = {"none": "red"}.get(report.kind, "green")
-    console.print(f"[bold]{report.path}[/]: [{colour}]{report.summary}[/] (kind: {report.kind})")
-    for section, values in report.dims.items():
-        table = Table(title=section, show_header=False, title_justify="left")
-        for key, value in values.items():
-            table.add_row(key, str(value))
-        console.print(table)
-    if report.parameters:
-        table = Table("part", "parameters", title="parameters", title_justify="left")
-        for part, count in report.parameters.items():
-            table.add_row(part, f"{count:,}")
-        table.add_row("total", f"{sum(report.parameters.values()):,}", style="bold")
-        console.print(table)
-    for note in report.notes:
-        console.print(f"note: {note}", highlight=False)
-    for problem in report.problems:
-        console.print(f"[yellow]problem:[/] {problem}", highlight=False)
-    if not report.problems and report.kind != "none":
-        console.print("[green]no problems found[/]")
-
-
 @app.command()
 @user_errors
 def inspect(
@@ -82,7 +61,7 @@ def inspect(
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
-        _print_report(report)
+        views.checkpoint_report(report)
     if report.kind == "none":
         raise typer.Exit(1)
 
@@ -150,12 +129,7 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print machine-r
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("name", "visual tokens", "total params", "connector", "weights", title="models (--model NAME)")
-    for row in rows:
-        p = row["parameters"]
-        table.add_row(row["name"], str(row["visual_tokens"]), f"{sum(p.values()):,}", f"{p['connector']:,}",
-                      "--checkpoint" if row["needs_checkpoint"] else "random")
-    console.print(table)
+    views.models_table(rows)
 
 
 def _benchmark_data(bench: str, data_dir: Path | None, data: Path | None, check_images: bool = True):
@@ -167,24 +141,6 @@ def _benchmark_data(bench: str, data_dir: Path | None, data: Path | None, check_
     for warning in loaded.warnings:
         Console(stderr=True).print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     return loaded
-
-
-def _print_score(report, title: str) -> None:
-    console.print(f"[bold]{title}[/]  (extraction rules {report.rules}, answer mode {report.answer_mode}; "
-                  f"{report.scored_rows} rows scored, {report.missing_rows} missing)", highlight=False)
-    for name, value in report.headline.items():
-        console.print(f"  {name}: [bold green]{value:.2f}[/]", highlight=False)
-    frame = report.table.set_index(report.table.columns[0]) if "split" in report.table else report.table
-    if frame.shape[1] > frame.shape[0]:  # wide (many categories): one row per column instead
-        frame = frame.T
-        if list(frame.columns) == [0]:
-            frame.columns = ["value"]
-    table = Table("", *[str(c) for c in frame.columns], title="full table", title_justify="left")
-    for name, row in frame.iterrows():
-        table.add_row(str(name), *[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
-    console.print(table)
-    for note in report.notes:
-        console.print(f"note: {note}", highlight=False)
 
 
 @app.command()
@@ -232,7 +188,7 @@ def run(
         if as_json:
             continue
         if result.report is not None:
-            _print_score(result.report, f"{adapter.card.name} · {benchmark_data.spec.name}")
+            views.score_report(result.report, f"{adapter.card.name} · {benchmark_data.spec.name}")
         elif result.complete:
             console.print(f"{benchmark_data.spec.name} has no answers: submit {result.paths['predictions']} "
                           "to the official evaluation server")
@@ -265,7 +221,7 @@ def score(
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
-        _print_score(report, f"{predictions} · {benchmark_data.spec.name}")
+        views.score_report(report, f"{predictions} · {benchmark_data.spec.name}")
 
 
 @app.command()
@@ -297,7 +253,7 @@ def merge(
     if as_json:
         print(json.dumps(result.report.to_dict(), indent=2))
     else:
-        _print_score(result.report, f"{run_name} · {benchmark_data.spec.name}")
+        views.score_report(result.report, f"{run_name} · {benchmark_data.spec.name}")
 
 
 data_app = typer.Typer(help="Benchmark data.", no_args_is_help=True)
@@ -323,11 +279,7 @@ def data_mini(
     if as_json:
         print(json.dumps({name: str(path) for name, path in paths.items()}, indent=2))
         return
-    table = Table("name", "file", title=f"mini-suite (seed {seed}, scale {scale})")
-    for name, path in paths.items():
-        table.add_row(name, str(path))
-    console.print(table)
-    console.print(f"run a model on it: [bold]vlora-eval run --model vlora-tiny --bench mmbench --data-dir {out}[/]")
+    views.mini_suite(paths, seed, scale, out)
 
 
 @app.command()
@@ -345,9 +297,17 @@ def flops(
 ) -> None:
     """The paper's FLOPs: Table 1's GFLOPs column beside the paper's numbers, VLoRA's ratio to
     LLaVA-v1.5, architecture-exact costs of the three models part by part, Figure 4."""
-    from flops.report import FlopsSettings, exact_rows, headline, rough_spots, table1_rows, write_report
+    from flops.report import (
+        FlopsSettings,
+        exact_rows,
+        flops_config,
+        headline,
+        rough_spots,
+        table1_rows,
+        write_report,
+    )
 
-    settings = FlopsSettings(text_len, _flops_config(llm, rank, slots, types))
+    settings = FlopsSettings(text_len, flops_config(llm, rank, slots, types))
     rows, ratio, exact = table1_rows(settings), headline(settings), exact_rows(settings, count)
     timing = None
     if time_it:
@@ -361,63 +321,7 @@ def flops(
                           "rough_spots": rough_spots(settings),
                           "written": {k: str(v) for k, v in written.items()}}, indent=2))
         return
-    table = Table("model", "visual tokens", "paper GFLOPs", "formula", "difference",
-                  title=f"Table 1, GFLOPs at C = {text_len}")
-    notes = list(dict.fromkeys(r["note"] for r in rows if r["note"]))
-    for r in rows:
-        mark = f" [{notes.index(r['note']) + 1}]" if r["note"] else ""
-        table.add_row(r["model"] + mark, str(r["visual_tokens"]), str(r["paper"]), f"{r['formula']:.1f}",
-                      f"{r['difference']:+.1f}")
-    console.print(table)
-    for i, note in enumerate(notes, 1):
-        console.print(f"[{i}] {note}", highlight=False, markup=False)
-    console.print(f"VLoRA / LLaVA-v1.5 = [bold]{100 * ratio['ratio']:.1f}%[/] ({ratio['vlora_gflops']:.1f} / "
-                  f"{ratio['llava_gflops']:.1f} GFLOPs; {100 * ratio['ratio_full']:.1f}% with the merge term); "
-                  f"factorized branches: {ratio['vlora_factorized_gflops']:.1f} GFLOPs = "
-                  f"{100 * ratio['ratio_factorized']:.1f}%; merging pays off above "
-                  f"{ratio['merge_crossover_tokens']:.0f} text tokens", highlight=False)
-    from rich.table import Column
-
-    table = Table(Column("model", no_wrap=True), Column("mode", no_wrap=True), "vis. tok.", "vision", "connector", "LLM",
-                  "weights", "total", *(["counted"] if count else []), title="architecture-exact GFLOPs, one image")
-    for r in exact:
-        extra = [f"{r['counted_total']:.1f} {'=' if r['counted_matches'] else '!='}"] if count else []
-        table.add_row(r["model"], r["mode"], str(r["visual_tokens"]), f"{r['vision']:.1f}", f"{r['connector']:.1f}",
-                      f"{r['llm']:.1f}", f"{r.get('perceptual_weights', 0):.1f}", f"{r['total']:.1f}", *extra)
-    console.print(table)
-    if timing:
-        table = Table("visual tokens", "LLaVA prefill ms", "VLoRA prefill ms", "VLoRA merged ms", "VLoRA/LLaVA",
-                      "LLaVA decode ms/tok", "VLoRA decode ms/tok", title="CPU latency, small config, median of 5")
-        for r in timing:
-            table.add_row(str(r["visual_tokens"]), f"{r['llava_prefill_ms']:.1f}", f"{r['vlora_factorized_prefill_ms']:.1f}",
-                          f"{r['vlora_merged_prefill_ms']:.1f}", f"{r['vlora_over_llava_prefill']:.2f}",
-                          f"{r['llava_decode_ms']:.1f}", f"{r['vlora_factorized_decode_ms']:.1f}")
-        console.print(table)
-    console.print("[bold]where the paper's accounting is rough[/]")
-    for spot in rough_spots(settings):
-        console.print(f"- {spot}", highlight=False, markup=False)
-    for name, path in written.items():
-        console.print(f"wrote {name}: {path}")
-
-
-def _flops_config(llm: str, rank: int | None, slots: int | None, types: str | None):
-    from vlora.config import LLMConfig, preset
-    from vlora.errors import ConfigError
-
-    path = Path(llm)
-    if path.suffix == ".json" or path.is_file():
-        if not path.is_file():
-            raise ConfigError(f"LLM config {path} does not exist")
-        config = preset("vlora-7b")
-        config = type(config)(LLMConfig.from_hf_dict(json.loads(path.read_text())), config.vision, config.connector)
-    else:
-        config = preset(llm)
-    changes = {k: v for k, v in (("rank", rank), ("types", types)) if v is not None}
-    if slots is not None:
-        if config.llm.num_layers % slots:
-            raise ConfigError(f"--slots {slots} does not divide the LLM's {config.llm.num_layers} layers")
-        changes["skip"] = config.llm.num_layers // slots
-    return config.replace(connector=changes) if changes else config
+    views.flops_report(text_len, rows, ratio, exact, timing, rough_spots(settings), written, count)
 
 
 @app.command()
@@ -432,18 +336,7 @@ def demo(
 
     with console.status("building, saving, reloading and running a tiny VLoRA"):
         result = run_demo(out, seed)
-    for report in result.reports:
-        _print_report(report)
-    table = Table("mode", "answers (random weights: the words are noise)", "seconds", title="generation")
-    for mode, answers in result.answers.items():
-        table.add_row(mode, " | ".join(repr(a) for a in answers), f"{result.seconds[mode]:.3f}")
-    console.print(table)
-    table = Table("check", "max relative logit difference", title="agreement")
-    for check, value in result.agreement.items():
-        table.add_row(check, f"{value:.2e}", style="green" if value <= 1e-5 else "red")
-    console.print(table)
-    console.print(f"checkpoints written under [bold]{result.out}[/]; try "
-                  f"[bold]vlora-eval inspect {result.out / 'vlora-tiny-official'}[/]")
+    views.demo_report(result)
 
 
 if __name__ == "__main__":

@@ -179,3 +179,28 @@ def write_report(out, settings: FlopsSettings, count: bool = True) -> dict[str, 
     rows, ratio, exact = table1_rows(settings), headline(settings), exact_rows(settings, count)
     (out / "table1.md").write_text(markdown(settings, rows, ratio, exact), encoding="utf-8")
     return {"figure": out / "figure4.png", "csv": out / "figure4.csv", "markdown": out / "table1.md"}
+
+
+def flops_config(llm: str, rank: int | None, slots: int | None, types: str | None):
+    """The model the FLOPs are about: a preset, or an LLM config.json on the paper's vision and generator;
+    rank, k (every d/k-th block) and types overridden."""
+    import json
+    from pathlib import Path
+
+    from vlora.config import LLMConfig
+    from vlora.errors import ConfigError
+
+    path = Path(llm)
+    if path.suffix == ".json" or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"LLM config {path} does not exist")
+        config = preset("vlora-7b")
+        config = type(config)(LLMConfig.from_hf_dict(json.loads(path.read_text())), config.vision, config.connector)
+    else:
+        config = preset(llm)
+    changes = {k: v for k, v in (("rank", rank), ("types", types)) if v is not None}
+    if slots is not None:
+        if config.llm.num_layers % slots:
+            raise ConfigError(f"--slots {slots} does not divide the LLM's {config.llm.num_layers} layers")
+        changes["skip"] = config.llm.num_layers // slots
+    return config.replace(connector=changes) if changes else config
