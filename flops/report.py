@@ -122,7 +122,7 @@ def rough_spots(settings: FlopsSettings) -> list[str]:
         f"VLoRA's 619), LLaVA's projector {rows['LLaVA-v1.5']['connector']:.1f}",
         f"24krh^2 materialises Delta W for all 12h^2 of a block ({24 * k * r * h * h / G:.1f} GFLOPs); the release "
         f"gives weights to q, k, v, o (4h^2) and an h x h branch beside the MLP: merged mode (q, k, v, o "
-        f"materialised) costs {rows_mode(settings, 'merged') / G:.1f}, factorized branches {rows['VLoRA']['perceptual_weights']:.1f}",
+        f"materialised) costs {weights_cost(settings, 'merged') / G:.1f}, factorized branches {rows['VLoRA']['perceptual_weights']:.1f}",
         f"VLoRA's input keeps one masked placeholder slot: C + 1 = {C + 1} positions",
         f"Whole models with CLIP and the connector: VLoRA {rows['VLoRA']['total']:.1f} vs LLaVA-v1.5 "
         f"{rows['LLaVA-v1.5']['total']:.1f} GFLOPs = {100 * whole:.1f}% (the paper's conclusion: about 10%); "
@@ -130,7 +130,8 @@ def rough_spots(settings: FlopsSettings) -> list[str]:
     ]
 
 
-def rows_mode(settings: FlopsSettings, mode: str) -> float:
+def weights_cost(settings: FlopsSettings, mode: str) -> float:
+    """What the perceptual weights add to the LLM forward in an execution mode (one image)."""
     from flops.analytic import vlora_branches
 
     return vlora_branches(settings.base, settings.text_len + 1, mode)
