@@ -77,17 +77,19 @@ class BenchmarkData:
         cell = str(self.table["image"].iloc[position])
         return self.stored_images[cell] if len(cell) <= 64 else cell  # <= 64 characters: a reference
 
-    def image_count(self, position: int) -> int:
+    def _sources(self, position: int) -> list[str]:
         try:
-            return len(_image_list(self._cell(position)))
+            return _image_list(self._cell(position))
         except ValueError as e:
             raise DataError(f"{self.where(position, 'image')}: {e}") from None
+
+    def image_count(self, position: int) -> int:
+        return len(self._sources(position))
 
     def images(self, position: int) -> list[Image.Image]:
         """The images of the row at `position`, decoded as VLMEvalKit hands them to a model."""
         row = self.table.iloc[position]
-        self.image_count(position)  # a clear error for a malformed list
-        sources = _image_list(self._cell(position))
+        sources = self._sources(position)
         names = _image_list(row["image_path"]) if "image_path" in row and not is_missing(row["image_path"]) else []
         out = []
         for i, source in enumerate(sources):

@@ -49,6 +49,13 @@ def shape_problems(found: dict[str, tuple[int, ...]], expected: dict[str, tuple[
     return problems
 
 
+def raise_problems(source: str, problems: list[str]) -> None:
+    """One-line CheckpointError with the first problem and how many more there are."""
+    if problems:
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise CheckpointError(f"{source}: {problems[0]}{more}")
+
+
 def fill(model: nn.Module, tensors: Iterable[tuple[str, str, torch.Tensor]], source: str,
          dtype: torch.dtype | None = None, checkpoint_name: Callable[[str], str] = str) -> None:
     """Assign (model key, checkpoint key, tensor) triples into a skeleton built with empty weights.

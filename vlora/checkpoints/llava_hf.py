@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from vlora.checkpoints.assemble import CheckpointReport, count_by_part, fill, shape_problems
+from vlora.checkpoints.assemble import CheckpointReport, count_by_part, fill, raise_problems, shape_problems
 from vlora.checkpoints.files import iter_tensors, read_json, tensor_shapes, weight_files
 from vlora.checkpoints.llava_style import dims
 from vlora.config import LLMConfig, ModelConfig, ProjectorConfig, VisionConfig
@@ -105,10 +105,7 @@ def load(folder: Path, vision_tower: str | Path | None = None, dtype: torch.dtyp
     model = _skeleton(config, load_tokenizer(folder))
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     shapes, names, files = _found(folder, expected)
-    problems = shape_problems(shapes, expected)
-    if problems:
-        raise CheckpointError(f"{folder}: {problems[0]}" + (f" (and {len(problems) - 1} more problems)"
-                                                            if len(problems) > 1 else ""))
+    raise_problems(str(folder), shape_problems(shapes, expected))
     tensors = ((_own(k, expected), k, t) for path in files for k, t in iter_tensors(path))
     fill(model, tensors, str(folder), dtype, checkpoint_name=checkpoint_key)
     return model

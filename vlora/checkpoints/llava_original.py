@@ -4,19 +4,20 @@ CLIP from the folder named by `mm_vision_tower` (or the user's)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from vlora.checkpoints.assemble import CheckpointReport
-from vlora.checkpoints.files import read_json, save_state_dict
+from vlora.checkpoints.files import read_json
 from vlora.checkpoints.llava_style import (
     PROJECTOR,
     describe_layout,
+    llava_config_json,
     llm_checkpoint_key,
     load_layout,
     renamed_tensors,
+    write_layout,
 )
 from vlora.config import LLMConfig, ProjectorConfig
 from vlora.errors import CheckpointError
@@ -86,17 +87,8 @@ def describe(folder: Path, vision_tower: str | Path | None = None) -> Checkpoint
 
 def export(model, folder: str | Path, clip_folder: str | Path, safe_serialization: bool = True) -> None:
     """Write a LLaVA-v1.5 model in the original layout (+ its CLIP to `clip_folder`)."""
-    from vlora.hf_quiet import quiet_transformers
+    def config_json(clip: str) -> dict:
+        return llava_config_json(model.config, clip, architectures=["LlavaLlamaForCausalLM"],
+                                 model_type="llava_llama", mm_projector_type="mlp2x_gelu")
 
-    folder, clip_folder = Path(folder), Path(clip_folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    hf = model.config.llm.to_hf().to_dict()
-    hf.update(architectures=["LlavaLlamaForCausalLM"], model_type="llava_llama", mm_projector_type="mlp2x_gelu",
-              mm_vision_tower=str(clip_folder.resolve()), mm_hidden_size=model.config.vision.hidden_size,
-              mm_vision_select_layer=model.config.vision.select_layer, mm_vision_select_feature="patch",
-              mm_use_im_start_end=False, mm_use_im_patch_token=False, image_aspect_ratio="pad")
-    (folder / "config.json").write_text(json.dumps(hf, indent=2))
-    save_state_dict(to_checkpoint_state(model), folder, safe_serialization=safe_serialization)
-    model.tokenizer.save_pretrained(folder)
-    with quiet_transformers():
-        model.vision.clip.save_pretrained(clip_folder)
+    write_layout(model, folder, clip_folder, config_json, to_checkpoint_state(model), safe_serialization)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from vlora.checkpoints.assemble import fill, shape_problems
+from vlora.checkpoints.assemble import fill, raise_problems, shape_problems
 from vlora.checkpoints.files import iter_tensors, read_json, tensor_shapes, weight_files
 from vlora.config import LLMConfig, ModelConfig, VisionConfig
 from vlora.errors import CheckpointError, ConfigError
@@ -98,10 +98,7 @@ def assemble(folder: Path, config: ModelConfig, vision, shapes: dict[str, tuple[
     from vlora.model import MultimodalLM
     from vlora.tokenizer import load_tokenizer
 
-    problems = shape_problems(shapes, expected, ignored)
-    if problems:
-        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-        raise CheckpointError(f"{folder}: {problems[0]}{more}")
+    raise_problems(str(folder), shape_problems(shapes, expected, ignored))
     model = MultimodalLM.from_config(config, tokenizer=load_tokenizer(folder), vision=vision, empty=True)
     fill(model, tensors, str(folder), dtype, checkpoint_name=checkpoint_name)
     return model
@@ -197,3 +194,31 @@ def describe_layout(folder: Path, vision_tower, name: str, summary: str, connect
             counts["vision"] = sum(p.numel() for p in VisionTower(vision).parameters())
     return CheckpointReport(path=str(folder), kind=name, summary=summary, dims=dims(config, str(clip) if clip else None),
                             parameters=counts, problems=problems, notes=ignored_note(shapes))
+
+
+# --- writing ------------------------------------------------------------------------------------------
+def llava_config_json(config: ModelConfig, vision_tower: str, **fields) -> dict:
+    """config.json of a LLaVA-family folder: the Llama fields, the shared mm_* fields, then `fields`."""
+    hf = config.llm.to_hf().to_dict()
+    hf.update(mm_vision_tower=vision_tower, mm_hidden_size=config.vision.hidden_size,
+              mm_vision_select_layer=config.vision.select_layer, mm_vision_select_feature="patch",
+              mm_use_im_start_end=False, mm_use_im_patch_token=False, image_aspect_ratio="pad", **fields)
+    return hf
+
+
+def write_layout(model, folder: str | Path, clip_folder: str | Path, config_json: Callable[[str], dict],
+                 state: dict[str, torch.Tensor], safe_serialization: bool = True,
+                 max_shard_size: str | int = "5GB") -> None:
+    """A LLaVA-family folder: config.json (given the CLIP folder's path), weights, tokenizer; CLIP apart."""
+    import json
+
+    from vlora.checkpoints.files import save_state_dict
+    from vlora.hf_quiet import quiet_transformers
+
+    folder, clip_folder = Path(folder), Path(clip_folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config_json(str(clip_folder.resolve())), indent=2))
+    save_state_dict(state, folder, max_shard_size, safe_serialization)
+    model.tokenizer.save_pretrained(folder)
+    with quiet_transformers():
+        model.vision.clip.save_pretrained(clip_folder)

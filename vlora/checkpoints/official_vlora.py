@@ -10,15 +10,21 @@ from the tensors and checked against the config (the official scripts disagree o
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import torch
 
 from vlora.checkpoints.assemble import CheckpointReport
-from vlora.checkpoints.files import read_json, save_state_dict
-from vlora.checkpoints.llava_style import PROJECTOR, describe_layout, load_layout, renamed_tensors
+from vlora.checkpoints.files import read_json
+from vlora.checkpoints.llava_style import (
+    PROJECTOR,
+    describe_layout,
+    llava_config_json,
+    load_layout,
+    renamed_tensors,
+    write_layout,
+)
 from vlora.config import GeneratorConfig, LLMConfig, ModelConfig
 from vlora.errors import CheckpointError, ConfigError
 
@@ -143,32 +149,22 @@ def to_official_state(model) -> dict[str, torch.Tensor]:
 def config_json(config: ModelConfig, vision_tower: str) -> dict:
     """config.json as the official release writes it (Llama fields + mm_* / vlora_* fields)."""
     llm, g = config.llm, config.connector
-    hf = config.llm.to_hf().to_dict()
-    hf.update(architectures=["LlavaLlamaVLoRAForCausalLM"], model_type="llava_vlora", pretraining_tp=1,
-              mm_vision_tower=vision_tower, mm_projector_type="vlora", mm_hidden_size=config.vision.hidden_size,
-              mm_vision_select_layer=config.vision.select_layer, mm_vision_select_feature="patch",
-              use_mm_proj=True, mm_use_im_start_end=False, mm_use_im_patch_token=False,
-              image_aspect_ratio="pad", tokenizer_padding_side="right", tokenizer_model_max_length=2048,
-              vlora_dim=g.hidden, vlora_depth=g.blocks, vlora_visual_dim=config.vision.hidden_size,
-              vlora_pos_num=config.vision.num_patches, vlora_llm_dim=llm.hidden_size,
-              vlora_llm_depth=llm.num_layers, vlora_rank=g.rank, vlora_alpha=g.alpha, vlora_type=g.types,
-              weights_sep=not g.shared, skip_layers=g.skip)
-    if g.heads != OFFICIAL_HEADS:
-        hf["vlora_heads"] = g.heads
     if g.layers is not None:
         raise CheckpointError("the official layout places weights by skip_layers only; explicit layers do not fit")
+    hf = llava_config_json(
+        config, vision_tower, architectures=["LlavaLlamaVLoRAForCausalLM"], model_type="llava_vlora",
+        pretraining_tp=1, mm_projector_type="vlora", use_mm_proj=True, tokenizer_padding_side="right",
+        tokenizer_model_max_length=2048, vlora_dim=g.hidden, vlora_depth=g.blocks,
+        vlora_visual_dim=config.vision.hidden_size, vlora_pos_num=config.vision.num_patches,
+        vlora_llm_dim=llm.hidden_size, vlora_llm_depth=llm.num_layers, vlora_rank=g.rank, vlora_alpha=g.alpha,
+        vlora_type=g.types, weights_sep=not g.shared, skip_layers=g.skip)
+    if g.heads != OFFICIAL_HEADS:
+        hf["vlora_heads"] = g.heads
     return hf
 
 
 def export(model, folder: str | Path, clip_folder: str | Path, safe_serialization: bool = True,
            max_shard_size: str | int = "5GB") -> None:
     """Write `model` in the official layout (+ its CLIP to `clip_folder`, named by mm_vision_tower)."""
-    folder, clip_folder = Path(folder), Path(clip_folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(config_json(model.config, str(clip_folder.resolve())), indent=2))
-    save_state_dict(to_official_state(model), folder, max_shard_size, safe_serialization)
-    model.tokenizer.save_pretrained(folder)
-    from vlora.hf_quiet import quiet_transformers
-
-    with quiet_transformers():
-        model.vision.clip.save_pretrained(clip_folder)
+    write_layout(model, folder, clip_folder, lambda clip: config_json(model.config, clip), to_official_state(model),
+                 safe_serialization, max_shard_size)
