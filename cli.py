@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,15 +16,31 @@ import typer
 from rich.console import Console
 
 import cli_views as views
+from evalsuite.extraction import DEFAULT_RULES, AnswerMode, Rules
+from vlora.config import ExecutionMode
 
-app = typer.Typer(help="Evaluate and cost multimodal LLMs that see through their weights (VLoRA).",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(help="Evaluate and cost multimodal LLMs that see through their weights (VLoRA).\n\n"
+                  "Exit codes: 0 done; 1 `inspect` found no readable checkpoint; 2 bad input (one line says "
+                  "what); 130 interrupted (run the same command again to resume).",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 console = views.console
-DTYPES = {"auto": None, "float32": "float32", "bfloat16": "bfloat16", "float16": "float16", "float64": "float64"}
+PAPER_RULES = Rules(DEFAULT_RULES)  # VLMEvalKit's extraction rules of the paper's era
+
+
+class DType(str, Enum):
+    AUTO = "auto"
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
+    FLOAT64 = "float64"
+
+
+def warn(message: str) -> None:
+    Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
 def user_errors(command):
-    """Print a `VLoRAEvalError` as one line and exit 2."""
+    """Print a `VLoRAEvalError` as one line and exit 2; an interrupt exits 130 without a traceback."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         from vlora.errors import VLoRAEvalError
@@ -33,17 +50,25 @@ def user_errors(command):
         except VLoRAEvalError as e:
             Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            Console(stderr=True).print("[bold yellow]interrupted:[/] what was written is kept; run the same "
+                                       "command again to resume", highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
     return wrapper
 
 
-def _dtype(name: str):
+def _dtype(name: DType):
     import torch
 
-    if name not in DTYPES:
-        from vlora.errors import ConfigError
+    return None if name is DType.AUTO else getattr(torch, DType(name).value)
 
-        raise ConfigError(f"unknown dtype {name!r}; choose from {sorted(DTYPES)}")
-    return None if DTYPES[name] is None else getattr(torch, DTYPES[name])
+
+def _folder_option(path: Path | None, option: str) -> None:
+    """An output folder option must not name a file."""
+    from vlora.errors import InputError
+
+    if path is not None and path.exists() and not path.is_dir():
+        raise InputError(f"{option} {path} is a file, not a folder")
 
 
 @app.command()
@@ -54,7 +79,8 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Say what a checkpoint folder is: official VLoRA, our own, or not a checkpoint; its dimensions,
-    parameters per part and any problem found."""
+    parameters per part and any problem found. Exit code 0: a checkpoint without problems; 1: not a
+    checkpoint, unreadable, or a checkpoint with problems (they are listed)."""
     from vlora.checkpoints import describe
 
     report = describe(path, vision_tower=vision_tower)
@@ -62,7 +88,7 @@ def inspect(
         print(json.dumps(report.to_dict(), indent=2))
     else:
         views.checkpoint_report(report)
-    if report.kind == "none":
+    if report.kind == "none" or report.problems:
         raise typer.Exit(1)
 
 
@@ -75,21 +101,20 @@ def generate(
     checkpoint: Annotated[Path | None, typer.Option(help="A checkpoint folder (VLoRA, LLaVA or own).")] = None,
     image: Annotated[Path | None, typer.Option(help="Image file; omit for a text-only question.")] = None,
     vision_tower: Annotated[Path | None, typer.Option(help="Local CLIP folder (overrides mm_vision_tower).")] = None,
-    mode: Annotated[str, typer.Option(help="VLoRA execution: factorized | merged | delta")] = "factorized",
+    mode: Annotated[ExecutionMode, typer.Option(help="VLoRA execution.")] = ExecutionMode.FACTORIZED,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
     official_positions: Annotated[bool, typer.Option(help="Copy the VLoRA release's decoding positions.")] = False,
-    dtype: Annotated[str, typer.Option(help="auto (as stored) | float32 | bfloat16 | float16 | float64")] = "auto",
+    dtype: Annotated[DType, typer.Option(help="auto: as stored.")] = DType.AUTO,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Answer one question about one image (greedy decoding)."""
     from evalsuite.adapter import Failure, MultimodalAdapter, Request
     from evalsuite.registry import create_model
+    from evalsuite.runner import max_new_tokens_allowed
     from vlora.checkpoints import load_model
     from vlora.errors import InputError
-    from vlora.perceptual_weights import ExecutionMode
 
-    if mode not in {m.value for m in ExecutionMode}:
-        raise InputError(f"unknown mode {mode!r}; choose factorized, merged or delta")
+    mode = ExecutionMode(mode).value
     if model is None and checkpoint is None:
         raise InputError("give --model NAME, --checkpoint PATH, or both")
     options = dict(mode=mode, official_positions=official_positions)
@@ -98,6 +123,7 @@ def generate(
         adapter = MultimodalAdapter(loaded, loaded.config.kind, **options)
     else:
         adapter = create_model(model, checkpoint, vision_tower=vision_tower, dtype=_dtype(dtype), **options)
+    max_new_tokens_allowed(adapter.card, max_new_tokens)
     request = Request("cli", question, (image,) if image is not None else (), max_new_tokens=max_new_tokens)
     (answer,) = adapter.generate([request])
     if isinstance(answer, Failure):
@@ -136,10 +162,10 @@ def _benchmark_data(bench: str, data_dir: Path | None, data: Path | None, check_
     from evalsuite.benchmarks import benchmark
     from evalsuite.data import load_benchmark_data, resolve_tsv
 
-    spec = benchmark(bench)
-    loaded = load_benchmark_data(spec, resolve_tsv(spec, data_dir, data), check_images=check_images)
-    for warning in loaded.warnings:
-        Console(stderr=True).print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    spec, notes = benchmark(bench), []
+    loaded = load_benchmark_data(spec, resolve_tsv(spec, data_dir, data, notes), check_images=check_images)
+    for warning in notes + loaded.warnings:
+        warn(warning)
     return loaded
 
 
@@ -155,14 +181,15 @@ def run(
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N rows.")] = None,
     shard: Annotated[str | None, typer.Option(help="i/n: this process's share (default: RANK/WORLD_SIZE).")] = None,
-    rules: Annotated[str, typer.Option(help="Answer extraction: 2024-05 (paper era) | 2026-08")] = "2024-05",
-    answer_mode: Annotated[str, typer.Option(help="generate (free text) | likelihood (best option)")] = "generate",
+    rules: Annotated[Rules, typer.Option(help="Answer extraction rules: 2024-05 is the paper's era.")] = PAPER_RULES,
+    answer_mode: Annotated[AnswerMode, typer.Option(help="generate: free text; likelihood: the most likely option.")
+                           ] = AnswerMode.GENERATE,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
-    mode: Annotated[str, typer.Option(help="VLoRA execution: factorized | merged | delta")] = "factorized",
+    mode: Annotated[ExecutionMode, typer.Option(help="VLoRA execution.")] = ExecutionMode.FACTORIZED,
     results: Annotated[Path, typer.Option(help="Results root.")] = Path("results"),
     run_name: Annotated[str | None, typer.Option(help="Folder name under the results root (default: model).")] = None,
     fresh: Annotated[bool, typer.Option(help="Discard earlier predictions of this run (default: resume).")] = False,
-    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16")] = "auto",
+    dtype: Annotated[DType, typer.Option(help="auto: as stored.")] = DType.AUTO,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Run a model on benchmarks: batched, resumable, sharded; predictions, scores and a manifest
@@ -172,19 +199,23 @@ def run(
 
     if data is not None and len(bench) != 1:
         raise typer.BadParameter("--data names one file: give a single --bench")
-    options = RunOptions(batch_size=batch_size, limit=limit, shard=parse_shard(shard) if shard else None, rules=rules,
-                         answer_mode=answer_mode, max_new_tokens=max_new_tokens, results_root=results,
-                         run_name=run_name, fresh=fresh, progress=not as_json)
+    _folder_option(results, "--results")
+    options = RunOptions(batch_size=batch_size, limit=limit, shard=parse_shard(shard) if shard else None,
+                         rules=Rules(rules).value, answer_mode=AnswerMode(answer_mode).value,
+                         max_new_tokens=max_new_tokens, results_root=results, run_name=run_name, fresh=fresh,
+                         progress=not as_json)
     loaded = [_benchmark_data(b, data_dir, data) for b in bench]
     adapter = create_model(model, checkpoint, vision_tower=vision_tower, dtype=_dtype(dtype), batch_size=batch_size,
-                           mode=mode)
+                           mode=ExecutionMode(mode).value)
     out = []
     for benchmark_data in loaded:
         result = run_benchmark(adapter, benchmark_data, options, str(checkpoint) if checkpoint else None)
         out.append({"benchmark": benchmark_data.spec.name, "folder": str(result.folder), "complete": result.complete,
                     "rows": result.total, "present": result.present, "predicted_now": result.predicted,
-                    "failures": result.failures, "seconds": round(result.seconds, 2),
+                    "failures": result.failures, "seconds": round(result.seconds, 2), "notes": result.notes,
                     "scores": result.report.to_dict() if result.report else None})
+        for note in result.notes:
+            warn(note)
         if as_json:
             continue
         if result.report is not None:
@@ -195,8 +226,6 @@ def run(
         else:
             console.print(f"{benchmark_data.spec.name}: {result.present} of {result.total} rows predicted; the other "
                           "shards still run, or use `vlora-eval merge` to score what is there")
-        if result.failures:
-            console.print(f"[yellow]{result.failures} row(s) failed[/] (see predictions*.jsonl, field error)")
         console.print(f"outputs in [bold]{result.folder}[/]")
     if as_json:
         print(json.dumps(out, indent=2))
@@ -209,15 +238,18 @@ def score(
     predictions: Annotated[Path, typer.Option(help="Predictions: index + prediction (.tsv .csv .jsonl .xlsx).")],
     data: Annotated[Path | None, typer.Option(help="The benchmark TSV (default: from --data-dir / $LMUData).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder of the TSVs.")] = None,
-    rules: Annotated[str, typer.Option(help="Answer extraction: 2024-05 | 2026-08")] = "2024-05",
+    rules: Annotated[Rules, typer.Option(help="Answer extraction rules.")] = PAPER_RULES,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Score any predictions file in VLMEvalKit's layout, exactly as VLMEvalKit scores it."""
     from evalsuite.scoring import read_predictions, score_predictions
 
     benchmark_data = _benchmark_data(bench, data_dir, data, check_images=False)
-    report = score_predictions(benchmark_data.spec, benchmark_data.table, read_predictions(predictions), rules,
-                               source=str(predictions))
+    report = score_predictions(benchmark_data.spec, benchmark_data.table, read_predictions(predictions),
+                               Rules(rules).value, source=str(predictions))
+    for note in report.notes:
+        if "predictions are empty" in note:
+            warn(note)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -232,7 +264,7 @@ def merge(
     results: Annotated[Path, typer.Option(help="Results root.")] = Path("results"),
     data_dir: Annotated[Path | None, typer.Option(help="Folder of the TSVs.")] = None,
     data: Annotated[Path | None, typer.Option(help="The benchmark TSV.")] = None,
-    rules: Annotated[str, typer.Option(help="Answer extraction: 2024-05 | 2026-08")] = "2024-05",
+    rules: Annotated[Rules, typer.Option(help="Answer extraction rules.")] = PAPER_RULES,
     force: Annotated[bool, typer.Option(help="Score even if some rows have no prediction yet.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
@@ -243,11 +275,13 @@ def merge(
 
     benchmark_data = _benchmark_data(bench, data_dir, data, check_images=False)
     folder = run_folder(results, run_name, benchmark_data.spec.name)
-    stored = stored_run(folder)
+    stored = stored_run(folder, data_md5=benchmark_data.md5)
     card = ModelCard(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored["card"].items()})
-    options = RunOptions(rules=rules, answer_mode=stored["answer_mode"], max_new_tokens=stored["max_new_tokens"],
-                         results_root=results, run_name=run_name, progress=False)
+    options = RunOptions(rules=Rules(rules).value, answer_mode=stored["answer_mode"],
+                         max_new_tokens=stored["max_new_tokens"], results_root=results, run_name=run_name, progress=False)
     result = finish(folder, card, benchmark_data, options, checkpoint=stored.get("checkpoint"), force=force)
+    for note in result.notes:
+        warn(note)
     if result.report is None:
         raise typer.BadParameter(f"{result.present} of {result.total} rows have predictions; pass --force to score them")
     if as_json:
@@ -266,6 +300,7 @@ def data_mini(
     out: Annotated[Path, typer.Option(help="Folder to write the mini-suite to.")] = Path("out/mini"),
     seed: Annotated[int, typer.Option()] = 0,
     scale: Annotated[int, typer.Option(min=1, help="Multiplies the number of questions and samples.")] = 1,
+    force: Annotated[bool, typer.Option(help="Replace files in --out that vlora-eval did not write.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Write the mini-suite: small synthetic versions of the six benchmarks in VLMEvalKit's TSV format,
@@ -275,7 +310,7 @@ def data_mini(
     from evalsuite.mini import write_mini_suite
 
     with nullcontext() if as_json else console.status(f"drawing the synthetic world into {out}"):
-        paths = write_mini_suite(out, seed=seed, scale=scale)
+        paths = write_mini_suite(out, seed=seed, scale=scale, force=force)
     if as_json:
         print(json.dumps({name: str(path) for name, path in paths.items()}, indent=2))
         return
@@ -287,8 +322,8 @@ def data_mini(
 def flops(
     text_len: Annotated[int, typer.Option(min=1, help="Text tokens C.")] = 32,
     llm: Annotated[str, typer.Option(help="A preset name or an LLM config.json (Llama fields).")] = "vlora-7b",
-    rank: Annotated[int | None, typer.Option(help="Perceptual weights rank r.")] = None,
-    slots: Annotated[int | None, typer.Option(help="k: LLM blocks that receive weights (every d/k-th).")] = None,
+    rank: Annotated[int | None, typer.Option(min=1, help="Perceptual weights rank r.")] = None,
+    slots: Annotated[int | None, typer.Option(min=1, help="k: LLM blocks that receive weights (every d/k-th).")] = None,
     types: Annotated[str | None, typer.Option(help="Weight types, e.g. qkvom.")] = None,
     count: Annotated[bool, typer.Option(help="Check every part with FlopCounterMode (meta device).")] = False,
     time_it: Annotated[bool, typer.Option("--time", help="Time prefill/decode on a small config (CPU).")] = False,
@@ -307,6 +342,7 @@ def flops(
         write_report,
     )
 
+    _folder_option(plot, "--plot")
     settings = FlopsSettings(text_len, flops_config(llm, rank, slots, types))
     rows, ratio, exact = table1_rows(settings), headline(settings), exact_rows(settings, count)
     timing = None
@@ -334,6 +370,7 @@ def demo(
     questions about generated images in every execution mode (no downloads; seconds on a CPU)."""
     from vlora.demo import run_demo
 
+    _folder_option(out, "--out")
     with console.status("building, saving, reloading and running a tiny VLoRA"):
         result = run_demo(out, seed)
     views.demo_report(result)

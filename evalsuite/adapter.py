@@ -21,6 +21,7 @@ from PIL import Image
 
 from vlora.batch import check_images
 from vlora.errors import InputError, VLoRAEvalError
+from vlora.images import open_image
 from vlora.perceptual_weights import ExecutionMode
 from vlora.prompting import IMAGE_PLACEHOLDER, IMAGE_TOKEN_INDEX, tokenize_with_placeholder
 
@@ -55,6 +56,7 @@ class ModelCard:
     template: str = "vicuna_v1"
     custom_prompt_types: tuple[str, ...] = ("MCQ",)  # dataset types where LLaVA's own MCQ prompt is used
     max_images: int | None = None  # images one request may carry (VLoRA: 1); None = any number
+    max_positions: int | None = None  # prompt + new tokens the model can take; None = unbounded
     extras: dict[str, Any] = field(default_factory=dict)
 
     def prompt_style(self, dataset_type: str | None) -> str:
@@ -84,18 +86,6 @@ class Adapter(Protocol):
     def loglikelihood(self, requests: Sequence[Request]) -> list[list[float] | Failure]: ...
 
 
-def open_image(source: Image.Image | str | Path) -> Image.Image:
-    if isinstance(source, Image.Image):
-        return source
-    try:
-        with Image.open(source) as image:
-            return image.convert("RGB")
-    except FileNotFoundError:
-        raise InputError(f"image {source} does not exist") from None
-    except OSError as e:
-        raise InputError(f"image {source} cannot be read ({e})") from None
-
-
 class MultimodalAdapter:
     """The contract over a `MultimodalLM` (VLoRA, LLaVA-v1.5 or LLaVA-v1.5-QFormer)."""
 
@@ -109,6 +99,7 @@ class MultimodalAdapter:
         self.card = ModelCard(name=name, kind=config.kind, space=model.space, visual_tokens=config.visual_tokens,
                               parameters=model.parameter_counts(), config=config.to_dict(),
                               max_images=1 if model.space == "weights" else None,
+                              max_positions=config.llm.max_position_embeddings,
                               extras={"mode": self.mode.value, "official_positions": official_positions})
 
     # --- the two verbs -------------------------------------------------------------------------------
@@ -131,6 +122,7 @@ class MultimodalAdapter:
             full, spans = [], []
             for (request, choice), context, _ in items:
                 ids = tokenize_with_placeholder(self._prompt(request) + " " + choice, self.model.tokenizer)
+                self._check_length(request, ids, 0)
                 common = next((i for i, (a, b) in enumerate(zip(ids, context, strict=False)) if a != b),
                               min(len(ids), len(context)))
                 full.append(ids)
@@ -162,9 +154,26 @@ class MultimodalAdapter:
             text = f"{IMAGE_PLACEHOLDER}\n" * len(request.images) + text
         return self.model.template.prompt(text)
 
+    def _positions(self, ids: list[int]) -> int:
+        """Positions a prompt takes in the LLM: each placeholder becomes the connector's image slots."""
+        return len(ids) + ids.count(IMAGE_TOKEN_INDEX) * (max(1, self.model.connector.visual_tokens) - 1)
+
+    def _check_length(self, request: Request, ids: list[int], new_tokens: int) -> None:
+        limit = self.model.config.llm.max_position_embeddings
+        if self._positions(ids) + new_tokens > limit:
+            raise InputError(f"request {request.id}: the prompt takes {self._positions(ids)} positions"
+                             + (f" and {new_tokens} new tokens" if new_tokens else "")
+                             + f", more than the model's {limit} (max_position_embeddings)")
+
     def _prepare(self, request: Request) -> tuple[list[int], list[Image.Image]]:
         """Token ids and opened images of one request, checked on its own (errors name the request)."""
-        ids = tokenize_with_placeholder(self._prompt(request), self.model.tokenizer)
+        text = self._prompt(request)
+        limit = self.model.config.llm.max_position_embeddings
+        if len(text) > 64 * limit:  # no tokenizer gives fewer than one token per 64 characters
+            raise InputError(f"request {request.id}: a prompt of {len(text)} characters cannot fit the model's "
+                             f"{limit} positions")
+        ids = tokenize_with_placeholder(text, self.model.tokenizer)
+        self._check_length(request, ids, 0 if request.choices else request.max_new_tokens)
         check_images(f"request {request.id}", ids.count(IMAGE_TOKEN_INDEX), len(request.images), self.model.space)
         return ids, [open_image(source) for source in request.images]
 

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from evalsuite.benchmarks import BenchmarkSpec
 from evalsuite.prompts import is_missing
-from vlora.errors import VLoRAEvalError
+from vlora.errors import InputError, VLoRAEvalError
+from vlora.images import decode_image
 
 
 class DataError(VLoRAEvalError):
@@ -34,15 +35,31 @@ class DataError(VLoRAEvalError):
 
 
 def lmu_data_root() -> Path:
+    """VLMEvalKit's data folder: $LMUData when set (it must exist), else ~/LMUData."""
     env = os.environ.get("LMUData")
-    if env and Path(env).is_dir():
+    if env:
+        if not Path(env).is_dir():
+            raise DataError(f"$LMUData is set to {env}, which is not a folder; fix it or unset it")
         return Path(env)
     return Path.home() / "LMUData"
 
 
-def resolve_tsv(spec: BenchmarkSpec, data_dir: str | Path | None = None, data_file: str | Path | None = None) -> Path:
+def resolve_tsv(spec: BenchmarkSpec, data_dir: str | Path | None = None, data_file: str | Path | None = None,
+                notes: list[str] | None = None) -> Path:
+    """The TSV of `spec`: `data_file`, else `{data_dir or $LMUData or ~/LMUData}/{name}.tsv`. When both
+    are given, the file is used and a note says so (`notes`)."""
+    if data_dir is not None and not Path(data_dir).is_dir():
+        what = "is a file, not a folder" if Path(data_dir).exists() else "does not exist"
+        if data_file is None:
+            raise DataError(f"--data-dir {data_dir} {what}")
+        if notes is not None:
+            notes.append(f"--data-dir {data_dir} {what}; reading --data {data_file}")
+    elif data_dir is not None and data_file is not None and notes is not None:
+        notes.append(f"reading --data {data_file}; --data-dir {data_dir} is not used for {spec.name}")
     if data_file is not None:
         path = Path(data_file)
+        if path.is_dir():
+            raise DataError(f"--data {path} is a folder, not a TSV file (give a folder with --data-dir)")
     else:
         path = Path(data_dir if data_dir is not None else lmu_data_root()) / f"{spec.name}.tsv"
     if not path.is_file():
@@ -95,8 +112,10 @@ class BenchmarkData:
         for i, source in enumerate(sources):
             try:
                 image = _decode(source)
-            except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as e:
-                raise DataError(f"{self.where(position, 'image')}: not a base64 image ({e})") from None
+            except InputError as e:
+                raise DataError(f"{self.where(position, 'image')}: {e}") from None
+            except (binascii.Error, ValueError) as e:
+                raise DataError(f"{self.where(position, 'image')}: not base64 ({e})") from None
             name = names[i] if i < len(names) else ""
             out.append(_as_vlmevalkit_saves(image, name))
         return out
@@ -113,9 +132,7 @@ def _image_list(cell) -> list[str]:
 
 
 def _decode(source: str) -> Image.Image:
-    image = Image.open(io.BytesIO(base64.b64decode(source)))
-    image.load()
-    return image
+    return decode_image(io.BytesIO(base64.b64decode(source, validate=False)), label="the base64 image", rgb=False)
 
 
 def _as_vlmevalkit_saves(image: Image.Image, name: str) -> Image.Image:
@@ -152,13 +169,19 @@ def load_benchmark_data(spec: BenchmarkSpec, path: Path, check_images: bool = Tr
     missing = [c for c in spec.required_columns if c not in table.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing} for {spec.name} (has {list(table.columns)[1:]})")
+    if table.empty:
+        raise DataError(f"{path}: no rows (only a header); is it the right file for {spec.name}?")
     _check_unique(table, path)
+    _check_identity(table, spec, path)
     md5 = md5_of(path)
     warnings = [] if md5 in spec.md5 else [
         f"{path}: md5 {md5} is not a known release of {spec.name} (known: {', '.join(spec.md5) or 'none'}); "
         "scores may not compare with published ones"]
     no_image = table["image"].map(is_missing)
     kept = table[~no_image].reset_index(drop=True)
+    if kept.empty:
+        raise DataError(f"{path}: none of its {len(table)} row(s) has an image (rows without one are dropped, "
+                        "as VLMEvalKit drops them)")
     stored = {str(i): str(im) for i, im in zip(kept["index"], kept["image"], strict=True) if len(str(im)) > 64}
     data = BenchmarkData(spec, path, md5, kept, int(no_image.sum()), warnings, stored)
     _check_references(data)
@@ -171,9 +194,24 @@ def load_benchmark_data(spec: BenchmarkSpec, path: Path, check_images: bool = Tr
     return data
 
 
+def _check_identity(table: pd.DataFrame, spec: BenchmarkSpec, path: Path) -> None:
+    """A table of another benchmark is refused: circular groups need int indices (VLMEvalKit asserts it),
+    and a headline read from a split needs rows of that split."""
+    if spec.protocol == "circular" and not all(isinstance(i, int) for i in table["index"]):
+        bad = next(i for i in table["index"] if not isinstance(i, int))
+        raise DataError(f"{path}: index {bad!r} is not an integer; {spec.name} groups circular copies by "
+                        "integer index (is it a table of another benchmark?)")
+    split = spec.headline.get("row", "first")
+    if split not in ("first", "none") and ("split" not in table or split not in set(table["split"].astype(str))):
+        raise DataError(f"{path}: no row of split {split!r}, which {spec.name} reports (is it a table of "
+                        "another benchmark?)")
+
+
 def _check_unique(table: pd.DataFrame, path: Path) -> None:
     seen: dict[str, int] = {}
     for line, index in zip(table["line"], table["index"], strict=True):
+        if is_missing(index):
+            raise DataError(f"{path}: line {line}, column index: no index")
         if str(index) in seen:
             raise DataError(f"{path}: line {line}, column index: index {index} repeats line {seen[str(index)]}")
         seen[str(index)] = line

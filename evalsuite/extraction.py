@@ -12,9 +12,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from enum import Enum
 
 RULES = ("2024-05", "2026-08")
 DEFAULT_RULES = "2024-05"
+Rules = Enum("Rules", [(r, r) for r in RULES], type=str)  # the CLI's choices
+
+
+class AnswerMode(str, Enum):
+    """How a row's answer is obtained: free text then exact matching, or the most likely option."""
+
+    GENERATE = "generate"
+    LIKELIHOOD = "likelihood"
 
 REFUSALS = ("Sorry, I can't help with images of people yet.", "I can't process this file.",
             "I'm sorry, but without the image provided", "Cannot determine the answer")

@@ -78,3 +78,8 @@ def split_mmmu(text: str, images: list) -> list[dict[str, Any]]:
         if rest:
             message.append({"type": "text", "value": rest})
     return message
+
+
+def unknown_image_refs(text: str, n_images: int) -> int:
+    """How many `<image N>` in `text` name an image the row does not have (split_mmmu keeps them as text)."""
+    return sum(1 for n in re.findall(r"<image (\d)>", text) if not 0 < int(n) <= n_images)

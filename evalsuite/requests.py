@@ -17,9 +17,17 @@ from typing import Any
 
 from evalsuite.adapter import ModelCard, Request, message_to_request
 from evalsuite.benchmarks import BenchmarkSpec
-from evalsuite.prompts import dataset_mcq_prompt, is_missing, llava_mcq_prompt, options_of, split_mmmu
+from evalsuite.extraction import AnswerMode
+from evalsuite.prompts import (
+    dataset_mcq_prompt,
+    is_missing,
+    llava_mcq_prompt,
+    options_of,
+    split_mmmu,
+    unknown_image_refs,
+)
 
-ANSWER_MODES = ("generate", "likelihood")
+ANSWER_MODES = tuple(m.value for m in AnswerMode)
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,7 @@ class RowPrompt:
     message: list[dict[str, Any]]  # {"type": "text", "value": str} | {"type": "image", "value": int}
     choices: tuple[str, ...]
     images_dropped: int = 0
+    unknown_images: int = 0  # MMMU: `<image N>` naming an image the row does not have
 
     @property
     def text_length(self) -> int:
@@ -64,7 +73,8 @@ def row_prompt(spec: BenchmarkSpec, line: dict, n_images: int, card: ModelCard, 
     choices: tuple[str, ...] = ()
     if answer_mode == "likelihood":
         choices = ("Yes", "No") if spec.type == "Y/N" else tuple(options_of(line))
-    return RowPrompt(line["index"], message, choices, dropped)
+    unknown = unknown_image_refs(dataset_mcq_prompt(line), n_images) if spec.protocol == "mmmu" else 0
+    return RowPrompt(line["index"], message, choices, dropped, unknown)
 
 
 def to_request(prompt: RowPrompt, images: list, max_new_tokens: int) -> Request:

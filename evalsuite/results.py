@@ -16,92 +16,99 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from vlora.errors import VLoRAEvalError
+from evalsuite.predictions import PREDICTIONS_GLOB, ResultsError, is_held
 
-PREDICTIONS_GLOB = "predictions*.jsonl"
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
+OUTPUT_NAMES = ("verdicts.tsv", "scores.json", "manifest.json")
 
 
 def run_folder(root: str | Path, run: str, bench: str) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in run)
-    return Path(root) / safe / bench
+    """results/<run>/<bench>, strictly inside the results root: a run name is one plain folder name,
+    and neither folder may be a symbolic link (nothing the tool deletes can lie outside the root)."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ResultsError(f"--results {root} is a file, not a folder")
+    if not RUN_NAME.fullmatch(run):
+        raise ResultsError(f"run name {run!r} is not a plain folder name (letters, digits and . _ @ + -, "
+                           "starting with a letter or digit)")
+    folder = root / run / bench
+    for path in (root / run, folder):
+        if path.is_symlink():
+            raise ResultsError(f"{path} is a symbolic link; a run folder must be a real folder inside {root}")
+        if path.exists() and not path.is_dir():
+            raise ResultsError(f"{path} is a file, not a run folder")
+    return folder
 
 
-def shard_file(folder: Path, shard: tuple[int, int]) -> Path:
-    index, count = shard
-    return folder / ("predictions.jsonl" if count == 1 else f"predictions.shard-{index}-of-{count}.jsonl")
+def own_files(folder: Path) -> list[Path]:
+    """The files of a run folder that the tool wrote (what --fresh may delete): predictions, run.json
+    and the outputs. Anything else in the folder, and the damaged lines kept aside, stay."""
+    stem = f"{folder.parent.name}_{folder.name}"
+    names = [*OUTPUT_NAMES, "run.json", f"{stem}.tsv", f"{stem}_acc.csv", f"{stem}_score.csv"]
+    return sorted([*folder.glob(PREDICTIONS_GLOB), *(folder / n for n in names if (folder / n).is_file())])
+
+
+def clear_run(folder: Path, keep: Path | None = None) -> list[Path]:
+    """--fresh: delete the tool's own files in `folder`, except predictions files another process is
+    writing now (`keep`, whose lock the caller holds, is deleted too). Returns what was deleted."""
+    removed = []
+    for path in own_files(folder):
+        if path.match(PREDICTIONS_GLOB) and path != keep and is_held(path):
+            continue
+        path.unlink()
+        removed.append(path)
+    return removed
 
 
 def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """The complete lines of a predictions file; a line cut short by a kill is dropped from the file."""
-    if not path.is_file():
-        return []
-    raw = path.read_bytes()
-    records, good = [], 0
-    for line in raw.splitlines(keepends=True):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-        if not line.endswith(b"\n"):
-            records.pop()
-            break
-        good += len(line)
-    if good < len(raw):
-        with open(path, "r+b") as f:
-            f.truncate(good)
-    return records
-
-
-def append_records(path: Path, records: list[dict[str, Any]]) -> None:
-    """Append and flush to disk: a killed run loses at most the batch in flight."""
-    with open(path, "a", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def all_records(folder: Path) -> dict[str, dict[str, Any]]:
-    """Every prediction in the folder, over all shard files (first one wins for an index)."""
-    merged: dict[str, dict[str, Any]] = {}
-    for path in sorted(folder.glob(PREDICTIONS_GLOB)):
-        for record in read_records(path):
-            merged.setdefault(str(record["index"]), record)
-    return merged
+def _read_run_json(path: Path) -> dict[str, Any]:
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ResultsError(f"{path} is damaged ({type(e).__name__}); the settings of the predictions beside it "
+                           "are unknown: pass --fresh to start over, or --run-name to keep it") from None
+    if not isinstance(stored, dict):
+        raise ResultsError(f"{path} holds a JSON {type(stored).__name__}, not the run's settings; pass --fresh "
+                           "to start over, or --run-name to keep it")
+    return stored
 
 
 def check_run(folder: Path, expected: dict[str, Any]) -> None:
     """Predictions in `folder` must come from the same model, data and prompting as this run."""
     path = folder / "run.json"
     if path.is_file():
-        stored = json.loads(path.read_text())
+        stored = _read_run_json(path)
         expected = json.loads(json.dumps(expected, default=str))  # as it would read back
         changed = [k for k in expected if stored.get(k) != expected[k]]
         if changed:
-            raise VLoRAEvalError(f"{folder} holds predictions made with other settings ({', '.join(changed)}); "
-                                 "pass --fresh to start over or --run-name to keep both")
+            raise ResultsError(f"{folder} holds predictions made with other settings ({', '.join(changed)}); "
+                               "pass --fresh to start over or --run-name to keep both")
     else:
         folder.mkdir(parents=True, exist_ok=True)
         _write_json(path, expected)
 
 
-def stored_run(folder: Path) -> dict[str, Any]:
-    """The settings a results folder's predictions were made with (written by the first run)."""
+def stored_run(folder: Path, data_md5: str | None = None) -> dict[str, Any]:
+    """The settings a results folder's predictions were made with (written by the first run); with
+    `data_md5`, the data must be the table the run predicted."""
     path = folder / "run.json"
     if not path.is_file():
-        raise VLoRAEvalError(f"{folder} holds no run (no run.json): nothing to merge")
-    return json.loads(path.read_text())
+        raise ResultsError(f"{folder} holds no run (no run.json): nothing to merge")
+    stored = _read_run_json(path)
+    if data_md5 is not None and stored.get("data_md5") != data_md5:
+        raise ResultsError(f"{folder} was predicted on data with md5 {stored.get('data_md5')}, not this table "
+                           f"(md5 {data_md5}); give the TSV the run used")
+    return stored
 
 
 def _write_json(path: Path, data: Any) -> None:

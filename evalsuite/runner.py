@@ -9,7 +9,6 @@ takes rows i, i+n, i+2n, ... of the benchmark; whichever shard finishes last mer
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,17 +19,9 @@ import pandas as pd
 from evalsuite.adapter import Adapter, Failure
 from evalsuite.data import BenchmarkData
 from evalsuite.extraction import DEFAULT_RULES, check_rules
+from evalsuite.predictions import WriterLock, append_records, read_folder, shard_file
 from evalsuite.requests import ANSWER_MODES, row_prompt, to_request
-from evalsuite.results import (
-    all_records,
-    append_records,
-    check_run,
-    config_hash,
-    library_versions,
-    run_folder,
-    shard_file,
-    write_outputs,
-)
+from evalsuite.results import check_run, clear_run, config_hash, library_versions, run_folder, write_outputs
 from evalsuite.scoring import ScoreReport, score_predictions
 from vlora.errors import ConfigError
 
@@ -66,6 +57,7 @@ class RunResult:
     report: ScoreReport | None = None
     paths: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what the user should know (damaged lines, empty answers)
 
     @property
     def complete(self) -> bool:
@@ -123,19 +115,41 @@ def _progress(enabled: bool):
                     disable=not enabled)
 
 
+def max_new_tokens_allowed(card, max_new_tokens: int) -> None:
+    """New tokens are bounded by the model's positions (`max_position_embeddings`)."""
+    positions = card.max_positions
+    if positions is not None and max_new_tokens >= positions:
+        raise ConfigError(f"--max-new-tokens {max_new_tokens} does not fit the model's {positions} positions "
+                          "(max_position_embeddings), prompt included")
+
+
 def run_benchmark(adapter: Adapter, data: BenchmarkData, options: RunOptions = RunOptions(),
                   checkpoint: str | None = None) -> RunResult:
     spec, card = data.spec, adapter.card
+    max_new_tokens_allowed(card, options.max_new_tokens)
     shard = options.shard or environment_shard()
-    positions = list(range(len(data.table)))[: options.limit]
-    mine = positions[shard[0]::shard[1]]
     folder = run_folder(options.results_root, options.run_name or card.name, spec.name)
-    if options.fresh and folder.exists():
-        shutil.rmtree(folder)
-    check_run(folder, {"card": asdict(card), "config_hash": config_hash(card.config), "checkpoint": checkpoint,
-                       "data_md5": data.md5, "prompt_style": card.prompt_style(spec.type),
-                       "answer_mode": options.answer_mode, "max_new_tokens": options.max_new_tokens})
-    done = all_records(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    own = shard_file(folder, shard)
+    with WriterLock(own):  # one writer per predictions file; the holder is named to a second one
+        notes = []
+        if options.fresh and (gone := clear_run(folder, keep=own)):
+            notes.append(f"--fresh: deleted {len(gone)} file(s) of the earlier run in {folder}")
+        check_run(folder, {"card": asdict(card), "config_hash": config_hash(card.config), "checkpoint": checkpoint,
+                           "data_md5": data.md5, "prompt_style": card.prompt_style(spec.type),
+                           "answer_mode": options.answer_mode, "max_new_tokens": options.max_new_tokens})
+        done, read_notes = read_folder(folder, own)
+        predicted, seconds = _predict_rows(adapter, data, options, shard, done, own)
+        result = finish(folder, card, data, options, shard, checkpoint, predicted, seconds)
+    result.notes = notes + read_notes + [n for n in result.notes if n not in read_notes]
+    return result
+
+
+def _predict_rows(adapter: Adapter, data: BenchmarkData, options: RunOptions, shard: tuple[int, int],
+                  done: dict, out: Path) -> tuple[int, float]:
+    """Predict this shard's rows that `done` lacks, longest prompt first, appending each batch to `out`."""
+    spec, card = data.spec, adapter.card
+    mine = list(range(len(data.table)))[: options.limit][shard[0]::shard[1]]
     lines = data.table.to_dict("records")
     todo = [p for p in mine if str(lines[p]["index"]) not in done]
     prompts = {p: row_prompt(spec, lines[p], data.image_count(p), card, options.answer_mode) for p in todo}
@@ -150,28 +164,56 @@ def run_benchmark(adapter: Adapter, data: BenchmarkData, options: RunOptions = R
             records = _predict(adapter, requests, options.answer_mode)
             for p, record in zip(batch, records, strict=True):
                 record.update(index=_plain(lines[p]["index"]), images_dropped=prompts[p].images_dropped)
-            append_records(shard_file(folder, shard), records)
+                if prompts[p].unknown_images:
+                    record["unknown_images"] = prompts[p].unknown_images
+            append_records(out, records)
             predicted += len(batch)
             rate = predicted / (time.perf_counter() - start)
             progress.update(task, advance=len(batch), rate=f"{rate:.2f} samples/s")
-    seconds = time.perf_counter() - start
-    return finish(folder, adapter.card, data, options, shard, checkpoint, predicted, seconds)
+    return predicted, time.perf_counter() - start
+
+
+def _record_notes(records: dict[str, dict[str, Any]]) -> list[str]:
+    """One note per kind of trouble over the run's records, with the count."""
+    notes = []
+    failures = [r for r in records.values() if r.get("error")]
+    if failures:
+        notes.append(f"{len(failures)} row(s) failed, e.g. index {failures[0]['index']}: {failures[0]['error']}")
+    unknown = [r for r in records.values() if r.get("unknown_images")]
+    if unknown:
+        notes.append(f"{len(unknown)} row(s) name an <image N> the row does not have (kept as text), "
+                     f"e.g. index {unknown[0]['index']}")
+    return notes
 
 
 def finish(folder: Path, card, data: BenchmarkData, options: RunOptions, shard: tuple[int, int] = (0, 1),
            checkpoint: str | None = None, predicted: int = 0, seconds: float = 0.0, force: bool = False) -> RunResult:
-    """Merge the shards' predictions; when every row is there (or `force`), write the outputs and score."""
+    """Merge the shards' predictions; when every row is there (or `force`), write the outputs and score.
+    Outputs are written by one process at a time (the last shards of a run may finish together)."""
     spec = data.spec
     table = data.table.iloc[: options.limit] if options.limit else data.table
-    records = {k: v for k, v in all_records(folder).items() if k in set(table["index"].astype(str))}
-    failures = sum(1 for r in records.values() if r.get("error"))
-    result = RunResult(folder, predicted, len(table), len(records), failures, seconds=seconds)
-    if not records or not (result.complete or force):
-        return result
-    predictions = pd.DataFrame({"index": list(records), "prediction": [r["prediction"] for r in records.values()]})
-    if spec.answers:
-        result.report = score_predictions(spec, table, predictions, options.rules, options.answer_mode, str(folder))
-    manifest = {
+    keys = set(table["index"].astype(str))
+    with WriterLock(folder / "outputs", what="merged", timeout=600):
+        merged, notes = read_folder(folder)
+        records = {k: v for k, v in merged.items() if k in keys}
+        failures = sum(1 for r in records.values() if r.get("error"))
+        result = RunResult(folder, predicted, len(table), len(records), failures, seconds=seconds,
+                           notes=notes + _record_notes(records))
+        if not records or not (result.complete or force):
+            return result
+        predictions = pd.DataFrame({"index": list(records), "prediction": [r["prediction"] for r in records.values()]})
+        if spec.answers:
+            result.report = score_predictions(spec, table, predictions, options.rules, options.answer_mode, str(folder))
+            result.notes += [n for n in result.report.notes if "predictions are empty" in n]
+        result.paths = write_outputs(folder, spec, table, records, result.report,
+                                     _manifest(card, checkpoint, data, table, options, records, result, shard))
+    return result
+
+
+def _manifest(card, checkpoint, data: BenchmarkData, table: pd.DataFrame, options: RunOptions,
+              records: dict[str, dict[str, Any]], result: RunResult, shard: tuple[int, int]) -> dict[str, Any]:
+    spec, seconds, predicted = data.spec, result.seconds, result.predicted
+    return {
         "model": {k: v for k, v in asdict(card).items() if k != "config"}, "config_hash": config_hash(card.config),
         "model_config": card.config, "checkpoint": checkpoint,
         "benchmark": spec.name, "data": {"path": str(data.path), "md5": data.md5, "known_release": spec.md5.get(data.md5),
@@ -179,12 +221,11 @@ def finish(folder: Path, card, data: BenchmarkData, options: RunOptions, shard: 
                                          "warnings": data.warnings},
         "extraction_rules": options.rules, "answer_mode": options.answer_mode,
         "prompt_style": card.prompt_style(spec.type), "max_new_tokens": options.max_new_tokens,
-        "counts": {"predicted": len(records), "failures": failures,
+        "counts": {"predicted": len(records), "failures": result.failures,
                    "images_dropped": sum(r.get("images_dropped", 0) for r in records.values())},
         "shard": f"{shard[0]}/{shard[1]}", "timings": {"seconds": round(seconds, 3), "rows_this_call": predicted,
                                                        "samples_per_second": round(predicted / seconds, 3) if seconds else None},
         "libraries": library_versions(),
+        "notes": result.notes,
         "scores": result.report.headline if result.report else None,
     }
-    result.paths = write_outputs(folder, spec, table, records, result.report, manifest)
-    return result

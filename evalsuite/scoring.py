@@ -18,6 +18,7 @@ import pandas as pd
 from evalsuite.benchmarks import BenchmarkSpec
 from evalsuite.data import DataError
 from evalsuite.extraction import check_rules
+from evalsuite.prompts import is_missing
 
 
 @dataclass
@@ -44,27 +45,68 @@ def _records(table: pd.DataFrame) -> list[dict]:
 
 
 def read_predictions(path: str | Path) -> pd.DataFrame:
-    """A predictions file -> DataFrame with at least `index` and `prediction`."""
+    """A predictions file -> DataFrame with at least `index` and `prediction`, one row per index."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"predictions file {path} does not exist")
+        raise DataError(f"predictions file {path} " + ("is a folder" if path.is_dir() else "does not exist"))
     suffix = path.suffix.lower()
     try:
         if suffix == ".jsonl":
-            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            table = pd.DataFrame(rows)
+            table = _read_jsonl(path)
         elif suffix == ".xlsx":
             table = pd.read_excel(path)
         else:
             table = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
     except ImportError as e:
         raise DataError(f"{path}: reading {suffix} needs an extra package ({e}); save it as .tsv") from None
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read predictions ({e})") from None
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
+        raise DataError(f"{path}: cannot read predictions ({type(e).__name__}: {e})") from None
+    except Exception as e:  # a fake .xlsx raises zipfile / openpyxl errors of many types
+        if suffix != ".xlsx":
+            raise
+        raise DataError(f"{path}: not a readable .xlsx file ({type(e).__name__}: {e})") from None
     missing = [c for c in ("index", "prediction") if c not in table.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing} (a predictions file needs index and prediction)")
+    return _one_per_index(table, path)
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            raise DataError(f"{path}: line {number} is not JSON ({e})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: line {number} holds a JSON {type(row).__name__}, not an object")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _one_per_index(table: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Repeated indices are refused unless every repeat carries the same prediction."""
+    keys = table["index"].astype(str)
+    repeated = keys.duplicated(keep=False)
+    if repeated.any():
+        answers = table.loc[repeated, "prediction"].astype(str).groupby(keys[repeated]).nunique()
+        disagree = answers[answers > 1]
+        if not disagree.empty:
+            first = next(k for k in keys[repeated] if k in disagree.index)
+            raise DataError(f"{path}: index {first} has {answers[first]} different predictions "
+                            f"({len(disagree)} such index(es)); keep one prediction per index")
+        table = table[~keys.duplicated(keep="first")]
     return table
+
+
+def empty_prediction_note(predictions: pd.DataFrame) -> str | None:
+    """One note when predictions are empty (a model that answers nothing scores 0 without a word)."""
+    empty = int(predictions["prediction"].map(lambda p: is_missing(p) or not str(p).strip()).sum())
+    if not empty:
+        return None
+    return f"{empty} of {len(predictions)} predictions are empty" + (" (all of them)" if empty == len(predictions) else "")
 
 
 def headline_numbers(spec: BenchmarkSpec, table: pd.DataFrame) -> dict[str, float]:
@@ -103,6 +145,8 @@ def score_predictions(spec: BenchmarkSpec, meta: pd.DataFrame, predictions: pd.D
     missing = len(meta) - len(present)
     if missing:
         notes = [f"{missing} of {len(meta)} rows have no prediction: the scores cover the rest"] + notes
+    if note := empty_prediction_note(predictions):
+        notes.append(note)
     headline = headline_numbers(spec, table)
     if not headline:
         notes.append(f"no headline: no scored row of split {spec.headline.get('row')!r}; see the full table")

@@ -195,8 +195,14 @@ def flops_config(llm: str, rank: int | None, slots: int | None, types: str | Non
     if path.suffix == ".json" or path.is_file():
         if not path.is_file():
             raise ConfigError(f"LLM config {path} does not exist")
+        try:
+            fields = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError, OSError) as e:
+            raise ConfigError(f"LLM config {path}: not readable JSON ({type(e).__name__})") from None
+        if not isinstance(fields, dict):
+            raise ConfigError(f"LLM config {path}: expected a JSON object of Llama fields, found a {type(fields).__name__}")
         config = preset("vlora-7b")
-        config = type(config)(LLMConfig.from_hf_dict(json.loads(path.read_text())), config.vision, config.connector)
+        config = type(config)(LLMConfig.from_hf_dict(fields), config.vision, config.connector)
     else:
         config = preset(llm)
     changes = {k: v for k, v in (("rank", rank), ("types", types)) if v is not None}

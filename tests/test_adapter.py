@@ -101,7 +101,7 @@ def test_one_bad_request_does_not_lose_the_others(name, images, tmp_path):
     answers = adapter.generate(mixed)
     assert answers[0] == adapter.generate([good[0]])[0] and answers[3] == adapter.generate([good[1]])[0]
     assert isinstance(answers[1], Failure) and "does not exist" in answers[1].message
-    assert isinstance(answers[2], Failure) and "cannot be read" in answers[2].message
+    assert isinstance(answers[2], Failure) and "cannot be decoded" in answers[2].message
     if adapter.card.space == "tokens":
         assert isinstance(answers[4], Failure) and answers[4].message.startswith("request mismatch:")
     scores = adapter.loglikelihood(mixed)

@@ -37,6 +37,7 @@ def test_multi_image_lists_and_vlmevalkit_conversions(tmp_path):
     two = str([b64_image((255, 0, 0)), b64_image((0, 0, 255), mode="RGBA")])
     table = circular_table(1).iloc[:1].drop(columns=["hint", "category", "l2-category"])
     table["image"] = [two]
+    table["split"] = ["validation"]
     data = load_benchmark_data(spec, write_tsv(table, tmp_path / "MMMU_DEV_VAL.tsv"))
     images = data.images(0)
     assert data.image_count(0) == 2 and [im.mode for im in images] == ["RGB", "RGB"]
@@ -66,7 +67,7 @@ def test_jpg_image_path_is_reencoded_like_vlmevalkit(tmp_path):
 @pytest.mark.parametrize("break_it,message", [
     (lambda t: t.drop(columns=["answer"]), r"missing column\(s\) \['answer'\]"),
     (lambda t: t.assign(index=[0] + list(t["index"][1:-1]) + [0]), r"line \d+, column index: index 0 repeats line 2"),
-    (lambda t: t.assign(image=["Zm9v" * 30] + list(t["image"][1:])), r"line 2 \(index 0\), column image: not a base64 image"),
+    (lambda t: t.assign(image=["Zm9v" * 30] + list(t["image"][1:])), r"line 2 \(index 0\), column image: the base64 image cannot be decoded"),
     (lambda t: t.assign(image=list(t["image"][:1]) + ["777"] + list(t["image"][2:])),
      r"line 3 \(index 1000000\), column image: refers to index 777"),
     (lambda t: t.assign(answer=["D"] + list(t["answer"][1:])), r"line 2 \(index 0\), column answer: 'D' is not among"),

@@ -11,7 +11,7 @@ from tsv_fixtures import b64_image, circular_table, write_tsv, yes_no_table
 from evalsuite.adapter import ModelCard, Request
 from evalsuite.benchmarks import benchmark
 from evalsuite.data import load_benchmark_data
-from evalsuite.results import read_records
+from evalsuite.predictions import read_records
 from evalsuite.runner import RunOptions, environment_shard, finish, parse_shard, run_benchmark
 from vlora.errors import ConfigError, VLoRAEvalError
 
@@ -76,7 +76,7 @@ def test_resume_after_a_kill(tmp_path, mmbench):
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(killed, data, _options(tmp_path))
     file = tmp_path / "results" / "oracle" / "MMBench_DEV_EN" / "predictions.jsonl"
-    assert len(read_records(file)) == 8  # two batches of 4 were flushed before the kill
+    assert len(read_records(file).records) == 8  # two batches of 4 were flushed before the kill
     with open(file, "a") as f:
         f.write('{"index": 5, "predic')  # a line cut short by the kill
     again = OracleAdapter(answers)
@@ -85,7 +85,7 @@ def test_resume_after_a_kill(tmp_path, mmbench):
     assert {r.id for r in again.seen}.isdisjoint({r.id for r in killed.seen})
     fresh = run_benchmark(OracleAdapter(answers), data, _options(tmp_path, run_name="fresh"))
     assert result.report.headline == fresh.report.headline
-    assert len(read_records(file)) == len(data.table)
+    assert len(read_records(file).records) == len(data.table)
 
 
 def test_sharded_then_merged_equals_unsharded(tmp_path, mmbench):

@@ -11,6 +11,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, ClassVar
 
 from vlora.errors import ConfigError
@@ -18,6 +19,14 @@ from vlora.errors import ConfigError
 WEIGHT_TYPES = "qkvom"  # the five weight types of a decoder block (paper Sect. 3): q, k, v, o and m = MLP
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class ExecutionMode(str, Enum):
+    """How perceptual weights enter the LLM (vlora/perceptual_weights.py): equal numbers, different cost."""
+
+    FACTORIZED = "factorized"
+    MERGED = "merged"
+    DELTA = "delta"
 
 
 def _check(condition: bool, message: str) -> None:
@@ -87,6 +96,8 @@ class LLMConfig:
             )
         except KeyError as e:
             raise ConfigError(f"LLM config lacks the field {e.args[0]!r}") from None
+        except (TypeError, ValueError, ZeroDivisionError, AttributeError) as e:
+            raise ConfigError(f"LLM config has a field of the wrong type or value ({e})") from None
 
 
 @dataclass(frozen=True)
@@ -276,7 +287,7 @@ def _from_dict(cls, d: dict[str, Any], where: str):
         kwargs[name] = value
     try:
         return cls(**kwargs)
-    except TypeError as e:
+    except (TypeError, ZeroDivisionError) as e:
         raise ConfigError(f"bad config for {where or cls.__name__}: {e}") from None
 
 

@@ -18,21 +18,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import Enum
 
 import torch
 from torch import nn
 
+from vlora.config import ExecutionMode
 from vlora.errors import InputError
 
 MODULE_OF_TYPE = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
                   "o": "self_attn.o_proj", "m": "mlp"}
-
-
-class ExecutionMode(str, Enum):
-    FACTORIZED = "factorized"
-    MERGED = "merged"
-    DELTA = "delta"
 
 
 @dataclass

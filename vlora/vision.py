@@ -81,8 +81,12 @@ class VisionTower(nn.Module):
         folder = Path(folder)
         if not (folder / "config.json").is_file():
             raise CheckpointError(f"vision tower folder {folder} has no config.json (expected a local CLIP folder)")
-        with quiet_transformers():  # a whole CLIP folder holds text-tower keys that are not needed
-            clip = CLIPVisionModel.from_pretrained(folder, dtype=dtype)
+        try:
+            with quiet_transformers():  # a whole CLIP folder holds text-tower keys that are not needed
+                clip = CLIPVisionModel.from_pretrained(folder, dtype=dtype)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:  # transformers' load errors
+            raise CheckpointError(f"vision tower {folder}: cannot load a CLIP model ({type(e).__name__}: "
+                                  f"{str(e).splitlines()[0] if str(e) else ''})") from None
         mean, std = _preprocessor_stats(folder)
         return cls(VisionConfig.from_hf(clip.config, select_layer, mean, std), clip)
 
@@ -97,12 +101,14 @@ class VisionTower(nn.Module):
 
 
 def _preprocessor_stats(folder: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    import json
-
+    from vlora.checkpoints.files import read_json
     from vlora.config import CLIP_MEAN, CLIP_STD
 
     path = folder / "preprocessor_config.json"
     if not path.is_file():
         return CLIP_MEAN, CLIP_STD
-    data = json.loads(path.read_text())
-    return tuple(data.get("image_mean", CLIP_MEAN)), tuple(data.get("image_std", CLIP_STD))
+    data = read_json(path)
+    try:
+        return tuple(float(x) for x in data.get("image_mean", CLIP_MEAN)), tuple(float(x) for x in data.get("image_std", CLIP_STD))
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: image_mean / image_std must be lists of numbers") from None

@@ -7,21 +7,32 @@ Layout: out/{MMBench_DEV_EN,CCBench,MME,HallusionBench,ScienceQA_VAL,MMMU_DEV_VA
 out/train/{pretrain,finetune}.json, out/train/images/*.png, out/README.md.
 Same seed and scale, byte-identical files. Each file draws from its own random stream, seeded by
 (seed, file name).
+
+The suite is drawn in a staging folder inside `out`, then moved into place. A file already in `out`
+is replaced only when the tool wrote it (listed with its md5 in `out/.vlora-eval-mini.json`) or with
+`force`; otherwise nothing is written and the first such file is named. Pointed at a real
+`~/LMUData`, it never replaces the user's benchmark files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from evalsuite.data import DataError
 from evalsuite.mini.training import write_training
 from evalsuite.mini.writers import ImageBank, write_ccbench, write_mmbench, write_mmmu, write_scienceqa
 from evalsuite.mini.writers_yn import write_hallusionbench, write_mme
 
-__all__ = ["BENCHMARKS", "write_mini_suite"]
+__all__ = ["BENCHMARKS", "MARKER", "write_mini_suite"]
+
+MARKER = ".vlora-eval-mini.json"  # {"files": {relative path: md5}} of what the tool wrote in the folder
 
 BENCHMARKS = {"MMBench_DEV_EN": write_mmbench, "CCBench": write_ccbench, "MME": write_mme,
               "HallusionBench": write_hallusionbench, "ScienceQA_VAL": write_scienceqa,
@@ -33,26 +44,73 @@ def stream(seed: int, name: str) -> random.Random:
     return random.Random(f"vlora-eval mini-suite/{seed}/{name}")
 
 
-def write_mini_suite(out: Path, seed: int = 0, scale: int = 1) -> dict[str, Path]:
+def write_mini_suite(out: Path, seed: int = 0, scale: int = 1, force: bool = False) -> dict[str, Path]:
     """Write the six benchmark TSVs and the training data under `out`; return {name: path} with keys
     'MMBench_DEV_EN', 'CCBench', 'MME', 'HallusionBench', 'ScienceQA_VAL', 'MMMU_DEV_VAL',
-    'pretrain' (JSON), 'finetune' (JSON). `scale` multiplies the number of questions/samples."""
+    'pretrain' (JSON), 'finetune' (JSON). `scale` multiplies the number of questions/samples.
+    Files in `out` that the tool did not write are never replaced unless `force`."""
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, not {seed!r}")
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
         raise ValueError(f"scale must be a positive int, not {scale!r}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    bank = ImageBank()
-    paths: dict[str, Path] = {}
-    for name, writer in BENCHMARKS.items():
-        paths[name] = writer(out / f"{name}.tsv", stream(seed, name), bank, scale)
-    paths.update(write_training(out / "train", stream(seed, "train"), scale, bank.keys))
-    _write_readme(out, seed, scale, paths, bank)
+    staging = Path(tempfile.mkdtemp(prefix=".vlora-eval-mini-", dir=out))
+    try:
+        bank = ImageBank()
+        for name, writer in BENCHMARKS.items():
+            writer(staging / f"{name}.tsv", stream(seed, name), bank, scale)
+        write_training(staging / "train", stream(seed, "train"), scale, bank.keys)
+        _write_readme(staging, seed, scale, bank)
+        _publish(staging, out, force)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    paths = {name: out / f"{name}.tsv" for name in BENCHMARKS}
+    paths.update({name: out / "train" / f"{name}.json" for name in ("pretrain", "finetune")})
     return paths
 
 
-def _write_readme(out: Path, seed: int, scale: int, paths: dict[str, Path], bank: ImageBank) -> None:
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def _publish(staging: Path, out: Path, force: bool) -> None:
+    """Move the staged files into `out`, replacing only the tool's own files (or any, with `force`);
+    own files of an earlier suite that this one does not have are removed."""
+    marker = out / MARKER
+    try:
+        written = json.loads(marker.read_text(encoding="utf-8"))["files"] if marker.is_file() else {}
+        if not isinstance(written, dict):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise DataError(f"{marker} is damaged: cannot tell which files the tool wrote; remove it or pass --force") from None
+    new = {p.relative_to(staging).as_posix(): p for p in sorted(staging.rglob("*")) if p.is_file()}
+
+    def ours(rel: str) -> bool:
+        return (out / rel).is_file() and written.get(rel) == _md5(out / rel)
+
+    foreign = [rel for rel in new if (out / rel).exists() and not ours(rel)]
+    if foreign and not force:
+        raise DataError(f"{out / foreign[0]} exists and was not written by vlora-eval ({len(foreign)} such file(s)); "
+                        "nothing was written: choose another --out, or pass --force to replace them")
+    if not force and any((out / rel).is_dir() for rel in new):
+        raise DataError(f"{out / next(rel for rel in new if (out / rel).is_dir())} is a folder; nothing was written")
+    stale = [rel for rel in written if rel not in new and ours(rel)]
+    record = {}
+    for rel, path in new.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        record[rel] = _md5(path)
+        path.replace(out / rel)
+    for rel in stale:
+        (out / rel).unlink()
+    marker.write_text(json.dumps({"format": "vlora-eval mini-suite", "files": record}, indent=1), encoding="utf-8")
+
+
+def _write_readme(out: Path, seed: int, scale: int, bank: ImageBank) -> None:
+    paths = {name: out / f"{name}.tsv" for name in BENCHMARKS}
+    paths.update({name: out / "train" / f"{name}.json" for name in ("pretrain", "finetune")})
     lines = ["# vlora-eval mini-suite", "",
              "Synthetic, deterministic small versions of six benchmarks in VLMEvalKit's TSV formats",
              "(PIL-drawn shapes, words, code, sums, bar charts and tables), plus LLaVA-format training data",

@@ -151,8 +151,6 @@ def write_training(train_dir: Path, rng: random.Random, scale: int, forbidden: s
     """images/mini_NNNNN.png, pretrain.json and finetune.json under `train_dir`."""
     images_dir = train_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
-    for stale in images_dir.glob("mini_*.png"):  # a previous run at another scale
-        stale.unlink()
     scenes = training_scenes(rng, SCENES_PER_SCALE * scale, forbidden)
     names = []
     for i, (_scene, png) in enumerate(scenes):

@@ -23,11 +23,13 @@ def weight_files(folder: Path) -> list[Path]:
     for name in INDEX_NAMES:
         index = folder / name
         if index.is_file():
-            try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise CheckpointError(f"{index}: not a valid shard index ({e})") from None
+            weight_map = read_json(index).get("weight_map")
+            if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
+                raise CheckpointError(f"{index}: not a valid shard index (no weight_map of key -> file name)")
             files = [folder / f for f in sorted(set(weight_map.values()))]
+            outside = [f for f in files if f.resolve().parent != folder.resolve()]
+            if outside:
+                raise CheckpointError(f"{index} names a shard outside the folder: {outside[0]}")
             missing = [f.name for f in files if not f.is_file()]
             if missing:
                 raise CheckpointError(f"{index} names shard(s) that are not in the folder: {missing}")
@@ -104,9 +106,15 @@ def save_state_dict(state: dict[str, torch.Tensor], folder: Path, max_shard_size
 
 
 def read_json(path: Path) -> dict:
+    """A JSON object from a checkpoint file; a missing, unreadable or non-object file is a CheckpointError."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path} does not exist") from None
-    except json.JSONDecodeError as e:
+    except IsADirectoryError:
+        raise CheckpointError(f"{path} is a folder, not a JSON file") from None
+    except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: invalid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found a {type(data).__name__}")
+    return data

@@ -15,6 +15,7 @@ from vlora.config import LLMConfig, ModelConfig, VisionConfig
 from vlora.errors import CheckpointError, ConfigError
 
 PROJECTOR = "model.mm_projector."
+CLIP_TYPES = ("clip", "clip_vision_model")
 
 
 def ignored(key: str) -> bool:
@@ -37,16 +38,25 @@ def read_folder(folder: Path) -> tuple[dict, list[Path], dict[str, tuple[int, ..
     return cfg, files, shapes, llm
 
 
+def _clip_folder(path: Path) -> bool:
+    """Whether `path` holds a CLIP (vision) model: a config.json of model_type clip / clip_vision_model."""
+    if not (path / "config.json").is_file():
+        return False
+    return read_json(path / "config.json").get("model_type") in CLIP_TYPES
+
+
 def resolve_vision_tower(folder: Path, cfg: dict, override: str | Path | None) -> Path | None:
     """The CLIP folder: the user's, else `mm_vision_tower` if it names a local folder."""
     if override is not None:
         path = Path(override)
-        if not (path / "config.json").is_file():
-            raise CheckpointError(f"vision tower {path} is not a CLIP folder (no config.json)")
+        if not _clip_folder(path):
+            found = (f"its config.json has model_type {read_json(path / 'config.json').get('model_type')!r}"
+                     if (path / "config.json").is_file() else "no config.json")
+            raise CheckpointError(f"vision tower {path} is not a CLIP folder ({found})")
         return path
     name = cfg.get("mm_vision_tower")
-    for path in ([Path(name), folder / name] if name else []):
-        if (path / "config.json").is_file():
+    for path in ([Path(name), folder / name] if isinstance(name, str) and name else []):
+        if _clip_folder(path):
             return path
     return None
 
