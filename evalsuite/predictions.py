@@ -1,7 +1,7 @@
 """The append-only predictions files of a run folder, and the lock that gives each one one writer.
 
     predictions.jsonl / predictions.shard-<i>-of-<n>.jsonl   one JSON object per line, flushed per batch
-    <file>.lock, <file>.owner                                 held while a process appends (filelock)
+    .<file>.lock, .<file>.owner                               held while a process appends (filelock)
     <file>.corrupt                                            damaged lines kept aside, byte for byte
 
 Reading back: only a cut *last* line (no newline: the batch in flight when a run was killed) may be
@@ -38,14 +38,18 @@ def shard_file(folder: Path, shard: tuple[int, int]) -> Path:
 
 
 # --- one writer per file ------------------------------------------------------------------------------
+def _hidden(target: Path, suffix: str) -> Path:
+    return target.with_name(f".{target.name}{suffix}")
+
+
 class WriterLock:
     """An exclusive, non-blocking lock on `target` for this process (`filelock`), with a note of who
     holds it, so a second process is refused with one line that names the holder."""
 
     def __init__(self, target: Path, what: str = "written", timeout: float = 0):
         self.target, self.what = target, what
-        self.lock = FileLock(f"{target}.lock", timeout=timeout)
-        self.owner = Path(f"{target}.owner")
+        self.lock = FileLock(_hidden(target, ".lock"), timeout=timeout)
+        self.owner = _hidden(target, ".owner")
 
     def holder(self) -> str:
         try:
@@ -72,7 +76,7 @@ class WriterLock:
 
 def is_held(path: Path) -> bool:
     """Whether another process holds the writer lock of `path` right now."""
-    probe = FileLock(f"{path}.lock", timeout=0)
+    probe = FileLock(_hidden(path, ".lock"), timeout=0)
     try:
         probe.acquire()
     except Timeout:

@@ -1,15 +1,18 @@
-"""The results folder, read and written in one place.
+"""The results folder, read and written in one place (the predictions files: predictions.py).
 
-    results/<run>/<bench>/
+    results/<run>/<bench>/                  <run> is one plain folder name; nothing lies outside --results
       predictions.jsonl                     append-only, one line per row (resume reads it back);
-      predictions.shard-<i>-of-<n>.jsonl    the same, per shard
+      predictions.shard-<i>-of-<n>.jsonl    the same, per shard; one writer each (a filelock)
+      predictions*.jsonl.corrupt            damaged lines kept aside (never deleted by the tool)
       run.json                              what the predictions depend on (checked on resume)
       <run>_<bench>.tsv                     VLMEvalKit's predictions layout: the table without images + prediction
       <run>_<bench>_acc.csv | _score.csv    VLMEvalKit's full table (MCQ fractions / Y/N x100)
       verdicts.tsv                          per question: extracted answer, hit / score
       scores.json                           headline numbers, extraction rules, answer mode, notes
       manifest.json                         model card + config hash, data md5, rules, prompt style,
-                                            library versions, timings, counts
+                                            library versions, timings, counts, notes
+
+--fresh deletes only these files of the tool's (`own_files`); anything else in the folder stays.
 """
 
 from __future__ import annotations

@@ -128,7 +128,7 @@ def run_benchmark(adapter: Adapter, data: BenchmarkData, options: RunOptions = R
     spec, card = data.spec, adapter.card
     max_new_tokens_allowed(card, options.max_new_tokens)
     shard = options.shard or environment_shard()
-    folder = run_folder(options.results_root, options.run_name or card.name, spec.name)
+    folder = run_folder(options.results_root, card.name if options.run_name is None else options.run_name, spec.name)
     folder.mkdir(parents=True, exist_ok=True)
     own = shard_file(folder, shard)
     with WriterLock(own):  # one writer per predictions file; the holder is named to a second one

@@ -46,7 +46,10 @@ def load_model(folder: str | Path, vision_tower: str | Path | None = None, dtype
 def describe(folder: str | Path, vision_tower: str | Path | None = None) -> CheckpointReport:
     """What `vlora-eval inspect` prints; a folder that is no checkpoint gets kind "none" and the reason."""
     folder = Path(folder)
-    layout = detect(folder)
+    try:
+        layout = detect(folder)
+    except CheckpointError as e:  # a config file that cannot be read tells no layout
+        return CheckpointReport(path=str(folder), kind="none", summary="unreadable checkpoint", problems=[str(e)])
     if layout is None:
         return CheckpointReport(path=str(folder), kind="none", summary="not a checkpoint",
                                 problems=[_why_not(folder)])

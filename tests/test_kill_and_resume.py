@@ -1,0 +1,102 @@
+"""Real `vlora-eval run` processes: killed at a random moment (SIGKILL, SIGINT) and resumed, and two
+processes pointed at one folder. One prediction per row, and the scores of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from evalsuite.mini import write_mini_suite
+
+CLI = Path(sys.executable).with_name("vlora-eval")
+RUN = ["run", "--model", "vlora-tiny", "--bench", "mmbench", "--json"]
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory) -> Path:
+    return write_mini_suite(tmp_path_factory.mktemp("mini"))["MMBench_DEV_EN"].parent
+
+
+def start(mini: Path, results: Path, *extra: str) -> subprocess.Popen:
+    args = [str(CLI), *RUN, "--data-dir", str(mini), "--results", str(results), *extra]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def finish(process: subprocess.Popen) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=300)
+    return process.returncode, out, err
+
+
+def indices(folder: Path) -> Counter:
+    lines = (folder / "predictions.jsonl").read_text().splitlines()
+    return Counter(json.loads(line)["index"] for line in lines)
+
+
+def wait_for_lines(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if path.is_file() and path.read_bytes().count(b"\n") >= 1:
+            return
+        time.sleep(0.05)
+
+
+SETTINGS = ("--batch-size", "4", "--max-new-tokens", "16")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(mini, tmp_path_factory) -> dict:
+    code, out, err = finish(start(mini, tmp_path_factory.mktemp("whole"), *SETTINGS))
+    assert code == 0, err
+    return json.loads(out)[0]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_killed_at_a_random_moment_then_resumed(mini, tmp_path, uninterrupted, sig):
+    results = tmp_path / "results"
+    folder = results / "vlora-tiny" / "MMBench_DEV_EN"
+    process = start(mini, results, *SETTINGS)
+    wait_for_lines(folder / "predictions.jsonl", process)
+    delay = random.Random().uniform(0.0, 1.5)
+    time.sleep(delay)
+    process.send_signal(sig)
+    code, _, err = finish(process)
+    if code != 0:  # it may have finished before the signal
+        assert code == (-9 if sig == signal.SIGKILL else 130), (delay, err)
+    if sig == signal.SIGINT and code == 130:
+        assert "Traceback" not in err and "resume" in err
+    resumed_code, out, err = finish(start(mini, results, *SETTINGS))
+    assert resumed_code == 0, err
+    (resumed,) = json.loads(out)
+    counts = indices(folder)
+    assert set(counts.values()) == {1} and len(counts) == uninterrupted["rows"], delay
+    assert resumed["scores"]["headline"] == uninterrupted["scores"]["headline"]
+    assert resumed["scores"]["table"] == uninterrupted["scores"]["table"]
+
+
+def test_two_processes_one_folder(mini, tmp_path):
+    results = tmp_path / "results"
+    folder = results / "vlora-tiny" / "MMBench_DEV_EN"
+    slow = ("--batch-size", "1", "--max-new-tokens", "64", "--limit", "40")
+    first = start(mini, results, *slow)
+    owner = folder / ".predictions.jsonl.owner"
+    deadline = time.monotonic() + 120
+    while not owner.is_file() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second_code, _, second_err = finish(start(mini, results, *slow))
+    first_code, _, first_err = finish(first)
+    assert first_code == 0, first_err
+    assert second_code == 2, second_err
+    assert f"pid {first.pid}" in second_err and "Traceback" not in second_err
+    assert set(indices(folder).values()) == {1} and sum(indices(folder).values()) == 40
+    again_code, out, _ = finish(start(mini, results, *slow))
+    assert again_code == 0 and json.loads(out)[0]["predicted_now"] == 0
