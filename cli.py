@@ -35,6 +35,15 @@ class DType(str, Enum):
     FLOAT64 = "float64"
 
 
+Device = Annotated[str, typer.Option(help="auto (the GPU of this process's LOCAL_RANK when CUDA is present, else "
+                                            "the CPU) | cpu | cuda | cuda:N")]
+Dtype = Annotated[DType, typer.Option(help="auto: the checkpoint's dtype on a GPU, float32 on the CPU.")]
+Sets = Annotated[list[str] | None, typer.Option("--set", help="Override a setting of the model's configuration: "
+                                                "KEY=VALUE with a dotted key (connector.rank=16); repeatable.")]
+Threads = Annotated[int | None, typer.Option(min=1, help="CPU threads (default: this process's cores, shared among "
+                                             "the processes of this machine).")]
+
+
 def warn(message: str) -> None:
     Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
@@ -57,10 +66,15 @@ def user_errors(command):
     return wrapper
 
 
-def _dtype(name: DType):
-    import torch
+def _placement(device: str, dtype: DType, threads: int | None, checkpoint: Path | None = None):
+    """Process, device, dtype and CPU threads, resolved once here and passed down."""
+    from vlora.checkpoints import stored_dtype
+    from vlora.placement import Placement
 
-    return None if name is DType.AUTO else getattr(torch, DType(name).value)
+    stored = stored_dtype(checkpoint) if checkpoint is not None else None
+    placement = Placement.resolve(device, DType(dtype).value, threads, stored)
+    placement.apply()
+    return placement
 
 
 def _folder_option(path: Path | None, option: str) -> None:
@@ -104,11 +118,15 @@ def generate(
     mode: Annotated[ExecutionMode, typer.Option(help="VLoRA execution.")] = ExecutionMode.FACTORIZED,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
     official_positions: Annotated[bool, typer.Option(help="Copy the VLoRA release's decoding positions.")] = False,
-    dtype: Annotated[DType, typer.Option(help="auto: as stored.")] = DType.AUTO,
+    device: Device = "auto",
+    dtype: Dtype = DType.AUTO,
+    threads: Threads = None,
+    set_: Sets = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Answer one question about one image (greedy decoding)."""
-    from evalsuite.adapter import Failure, MultimodalAdapter, Request
+    from evalsuite.adapter import Failure, Request
+    from evalsuite.multimodal import MultimodalAdapter
     from evalsuite.registry import create_model
     from evalsuite.runner import max_new_tokens_allowed
     from vlora.checkpoints import load_model
@@ -117,12 +135,16 @@ def generate(
     mode = ExecutionMode(mode).value
     if model is None and checkpoint is None:
         raise InputError("give --model NAME, --checkpoint PATH, or both")
+    placement = _placement(device, dtype, threads, checkpoint)
     options = dict(mode=mode, official_positions=official_positions)
     if model is None:
-        loaded = load_model(checkpoint, vision_tower=vision_tower, dtype=_dtype(dtype))
+        if set_:
+            raise InputError("--set changes a model name's preset; a checkpoint's configuration is fixed")
+        loaded = load_model(checkpoint, vision_tower=vision_tower, dtype=placement.dtype).to(placement.device)
         adapter = MultimodalAdapter(loaded, loaded.config.kind, **options)
     else:
-        adapter = create_model(model, checkpoint, vision_tower=vision_tower, dtype=_dtype(dtype), **options)
+        adapter = create_model(model, checkpoint, vision_tower=vision_tower, device=placement.device,
+                               dtype=placement.dtype, overrides=set_ or (), **options)
     max_new_tokens_allowed(adapter.card, max_new_tokens)
     request = Request("cli", question, (image,) if image is not None else (), max_new_tokens=max_new_tokens)
     (answer,) = adapter.generate([request])
@@ -141,15 +163,14 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print machine-r
     """List the model names `--model` accepts, with their visual tokens and parameters at preset size."""
     from accelerate import init_empty_weights
 
-    from evalsuite.registry import MODELS
-    from vlora.config import preset
+    from evalsuite.registry import MODELS, model_config
     from vlora.model import MultimodalLM
 
     rows = []
     for name, spec in MODELS.items():
-        config = preset(spec.preset)
+        config = model_config(name)
         with init_empty_weights():
-            counts = MultimodalLM.from_config(config, tokenizer=object(), empty=True).parameter_counts()
+            counts = MultimodalLM.from_config(config, tokenizer=object()).parameter_counts()
         rows.append({"name": name, "kind": spec.kind, "visual_tokens": config.visual_tokens,
                      "parameters": counts, "needs_checkpoint": spec.needs_checkpoint, "description": spec.description})
     if as_json:
@@ -180,7 +201,8 @@ def run(
     vision_tower: Annotated[Path | None, typer.Option(help="Local CLIP folder.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N rows.")] = None,
-    shard: Annotated[str | None, typer.Option(help="i/n: this process's share (default: RANK/WORLD_SIZE).")] = None,
+    shard: Annotated[str | None, typer.Option(help="i/n: this process's share (default: RANK/WORLD_SIZE under "
+                                              "torchrun or accelerate launch, else all rows).")] = None,
     rules: Annotated[Rules, typer.Option(help="Answer extraction rules: 2024-05 is the paper's era.")] = PAPER_RULES,
     answer_mode: Annotated[AnswerMode, typer.Option(help="generate: free text; likelihood: the most likely option.")
                            ] = AnswerMode.GENERATE,
@@ -189,7 +211,10 @@ def run(
     results: Annotated[Path, typer.Option(help="Results root.")] = Path("results"),
     run_name: Annotated[str | None, typer.Option(help="Folder name under the results root (default: model).")] = None,
     fresh: Annotated[bool, typer.Option(help="Discard earlier predictions of this run (default: resume).")] = False,
-    dtype: Annotated[DType, typer.Option(help="auto: as stored.")] = DType.AUTO,
+    device: Device = "auto",
+    dtype: Dtype = DType.AUTO,
+    threads: Threads = None,
+    set_: Sets = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Run a model on benchmarks: batched, resumable, sharded; predictions, scores and a manifest
@@ -200,12 +225,15 @@ def run(
     if data is not None and len(bench) != 1:
         raise typer.BadParameter("--data names one file: give a single --bench")
     _folder_option(results, "--results")
-    options = RunOptions(batch_size=batch_size, limit=limit, shard=parse_shard(shard) if shard else None,
+    placement = _placement(device, dtype, threads, checkpoint)
+    options = RunOptions(batch_size=batch_size, limit=limit,
+                         shard=parse_shard(shard) if shard else placement.process.shard,
                          rules=Rules(rules).value, answer_mode=AnswerMode(answer_mode).value,
                          max_new_tokens=max_new_tokens, results_root=results, run_name=run_name, fresh=fresh,
-                         progress=not as_json)
+                         progress=not as_json, environment=placement.describe())
     loaded = [_benchmark_data(b, data_dir, data) for b in bench]
-    adapter = create_model(model, checkpoint, vision_tower=vision_tower, dtype=_dtype(dtype), batch_size=batch_size,
+    adapter = create_model(model, checkpoint, vision_tower=vision_tower, device=placement.device,
+                           dtype=placement.dtype, overrides=set_ or (), batch_size=batch_size,
                            mode=ExecutionMode(mode).value)
     out = []
     for benchmark_data in loaded:
@@ -276,7 +304,7 @@ def merge(
     benchmark_data = _benchmark_data(bench, data_dir, data, check_images=False)
     folder = run_folder(results, run_name, benchmark_data.spec.name)
     stored = stored_run(folder, data_md5=benchmark_data.md5)
-    card = ModelCard(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored["card"].items()})
+    card = ModelCard.from_dict(stored["card"])
     options = RunOptions(rules=Rules(rules).value, answer_mode=stored["answer_mode"],
                          max_new_tokens=stored["max_new_tokens"], results_root=results, run_name=run_name, progress=False)
     result = finish(folder, card, benchmark_data, options, checkpoint=stored.get("checkpoint"), force=force)
@@ -321,43 +349,33 @@ def data_mini(
 @user_errors
 def flops(
     text_len: Annotated[int, typer.Option(min=1, help="Text tokens C.")] = 32,
-    llm: Annotated[str, typer.Option(help="A preset name or an LLM config.json (Llama fields).")] = "vlora-7b",
-    rank: Annotated[int | None, typer.Option(min=1, help="Perceptual weights rank r.")] = None,
-    slots: Annotated[int | None, typer.Option(min=1, help="k: LLM blocks that receive weights (every d/k-th).")] = None,
-    types: Annotated[str | None, typer.Option(help="Weight types, e.g. qkvom.")] = None,
+    llm: Annotated[str, typer.Option(help="A VLoRA preset name or an LLM config.json (Llama fields).")] = "vlora-7b",
+    set_: Sets = None,
     count: Annotated[bool, typer.Option(help="Check every part with FlopCounterMode (meta device).")] = False,
     time_it: Annotated[bool, typer.Option("--time", help="Time prefill/decode on a small config (CPU).")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write figure4.png, figure4.csv and table1.md here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """The paper's FLOPs: Table 1's GFLOPs column beside the paper's numbers, VLoRA's ratio to
-    LLaVA-v1.5, architecture-exact costs of the three models part by part, Figure 4."""
-    from flops.report import (
-        FlopsSettings,
-        exact_rows,
-        flops_config,
-        headline,
-        rough_spots,
-        table1_rows,
-        write_report,
-    )
+    LLaVA-v1.5, architecture-exact costs of the three models part by part, Figure 4. Change the
+    model with --set (connector.rank=16, connector.skip=8 for k = d/8, connector.types=qkv)."""
+    from flops.report import FlopsSettings, build_report, flops_config, write_report
 
     _folder_option(plot, "--plot")
-    settings = FlopsSettings(text_len, flops_config(llm, rank, slots, types))
-    rows, ratio, exact = table1_rows(settings), headline(settings), exact_rows(settings, count)
+    settings = FlopsSettings(text_len, flops_config(llm, set_ or ()))
+    report = build_report(settings, count=count, figure=plot is not None)
     timing = None
     if time_it:
         from flops.timing import latency_sweep
 
         with console.status("timing LLaVA-v1.5 and VLoRA on a small configuration"):
             timing = latency_sweep()
-    written = write_report(plot, settings, count=count) if plot is not None else {}
+    written = write_report(plot, report) if plot is not None else {}
     if as_json:
-        print(json.dumps({"table1": rows, "headline": ratio, "architecture_exact": exact, "timing": timing,
-                          "rough_spots": rough_spots(settings),
-                          "written": {k: str(v) for k, v in written.items()}}, indent=2))
+        print(json.dumps({**report.to_dict(), "timing": timing, "written": {k: str(v) for k, v in written.items()}},
+                         indent=2))
         return
-    views.flops_report(text_len, rows, ratio, exact, timing, rough_spots(settings), written, count)
+    views.flops_report(report, timing, written, count)
 
 
 @app.command()
@@ -365,14 +383,17 @@ def flops(
 def demo(
     out: Annotated[Path, typer.Option(help="Where the tiny checkpoints are written.")] = Path("out/demo"),
     seed: Annotated[int, typer.Option()] = 0,
+    device: Device = "auto",
+    threads: Threads = None,
 ) -> None:
     """Build a tiny random VLoRA, save it in the official and own layouts, inspect both, and answer
     questions about generated images in every execution mode (no downloads; seconds on a CPU)."""
     from vlora.demo import run_demo
 
     _folder_option(out, "--out")
+    placement = _placement(device, DType.FLOAT32, threads)
     with console.status("building, saving, reloading and running a tiny VLoRA"):
-        result = run_demo(out, seed)
+        result = run_demo(out, seed, placement.device)
     views.demo_report(result)
 
 

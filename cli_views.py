@@ -58,8 +58,9 @@ def models_table(rows: list[dict]) -> None:
     console.print(table)
 
 
-def flops_report(text_len: int, rows: list[dict], ratio: dict, exact: list[dict], timing: list[dict] | None,
-                 spots: list[str], written: dict, counted: bool) -> None:
+def flops_report(report, timing: list[dict] | None, written: dict, counted: bool) -> None:
+    text_len, rows, ratio, exact, spots = (report.settings.text_len, report.table1, report.headline, report.exact,
+                                           report.rough_spots)
     table = Table("model", "visual tokens", "paper GFLOPs", "formula", "difference",
                   title=f"Table 1, GFLOPs at C = {text_len}")
     notes = list(dict.fromkeys(r["note"] for r in rows if r["note"]))
@@ -70,7 +71,8 @@ def flops_report(text_len: int, rows: list[dict], ratio: dict, exact: list[dict]
     console.print(table)
     for i, note in enumerate(notes, 1):
         console.print(f"[{i}] {note}", highlight=False, markup=False)
-    console.print(f"VLoRA / LLaVA-v1.5 = [bold]{100 * ratio['ratio']:.1f}%[/] ({ratio['vlora_gflops']:.1f} / "
+    console.print(f"VLoRA / LLaVA-v1.5 ({ratio['llava_tokens']} visual tokens) = [bold]{100 * ratio['ratio']:.1f}%[/] "
+                  f"({ratio['vlora_gflops']:.1f} / "
                   f"{ratio['llava_gflops']:.1f} GFLOPs; {100 * ratio['ratio_full']:.1f}% with the merge term); "
                   f"factorized branches: {ratio['vlora_factorized_gflops']:.1f} GFLOPs = "
                   f"{100 * ratio['ratio_factorized']:.1f}%; merging pays off above "

@@ -17,7 +17,6 @@ import binascii
 import hashlib
 import io
 import os
-import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,13 +165,14 @@ def _int_like(value) -> bool:
 
 def load_benchmark_data(spec: BenchmarkSpec, path: Path, check_images: bool = True) -> BenchmarkData:
     table = read_table(path)
-    missing = [c for c in spec.required_columns if c not in table.columns]
+    missing = [c for c in spec.handler.required_columns(spec.answers) if c not in table.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing} for {spec.name} (has {list(table.columns)[1:]})")
     if table.empty:
         raise DataError(f"{path}: no rows (only a header); is it the right file for {spec.name}?")
     _check_unique(table, path)
-    _check_identity(table, spec, path)
+    if problem := spec.handler.identity_problem(table, spec):
+        raise DataError(f"{path}: {problem}")
     md5 = md5_of(path)
     warnings = [] if md5 in spec.md5 else [
         f"{path}: md5 {md5} is not a known release of {spec.name} (known: {', '.join(spec.md5) or 'none'}); "
@@ -194,19 +194,6 @@ def load_benchmark_data(spec: BenchmarkSpec, path: Path, check_images: bool = Tr
     return data
 
 
-def _check_identity(table: pd.DataFrame, spec: BenchmarkSpec, path: Path) -> None:
-    """A table of another benchmark is refused: circular groups need int indices (VLMEvalKit asserts it),
-    and a headline read from a split needs rows of that split."""
-    if spec.protocol == "circular" and not all(isinstance(i, int) for i in table["index"]):
-        bad = next(i for i in table["index"] if not isinstance(i, int))
-        raise DataError(f"{path}: index {bad!r} is not an integer; {spec.name} groups circular copies by "
-                        "integer index (is it a table of another benchmark?)")
-    split = spec.headline.get("row", "first")
-    if split not in ("first", "none") and ("split" not in table or split not in set(table["split"].astype(str))):
-        raise DataError(f"{path}: no row of split {split!r}, which {spec.name} reports (is it a table of "
-                        "another benchmark?)")
-
-
 def _check_unique(table: pd.DataFrame, path: Path) -> None:
     seen: dict[str, int] = {}
     for line, index in zip(table["line"], table["index"], strict=True):
@@ -225,16 +212,7 @@ def _check_references(data: BenchmarkData) -> None:
 
 
 def _check_answers(data: BenchmarkData) -> None:
+    """Every row's answer as its protocol wants it (a letter among the options, Yes / No, ...)."""
     for position, row in data.table.iterrows():
-        answer = row["answer"]
-        if is_missing(answer):
-            raise DataError(f"{data.where(position, 'answer')}: no answer")
-        if data.spec.type == "Y/N":
-            if answer not in ("Yes", "No"):
-                raise DataError(f"{data.where(position, 'answer')}: {answer!r} is not Yes or No")
-            continue
-        options = [c for c in string.ascii_uppercase if c in row and not is_missing(row[c])]
-        if data.spec.protocol == "mmmu" and not options:
-            continue  # an open question: the answer is text
-        if answer not in options:
-            raise DataError(f"{data.where(position, 'answer')}: {answer!r} is not among the options {options}")
+        if problem := data.spec.handler.answer_problem(row):
+            raise DataError(f"{data.where(position, 'answer')}: {problem}")

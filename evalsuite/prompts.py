@@ -2,7 +2,8 @@
 
 `llava_mcq_prompt` is LLaVA's custom multiple-choice prompt as VLMEvalKit's LLaVA wrapper builds it
 (both in 2024-05 and today): hint, question, one line per option, then the instruction to answer
-with the letter (in Chinese when the text holds Chinese).
+with the letter (in Chinese when the text holds Chinese). The mini-suite's training data asks its
+multiple-choice questions with it too, so a model trained there sees the prompt it is evaluated with.
 """
 
 from __future__ import annotations

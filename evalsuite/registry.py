@@ -1,4 +1,4 @@
-"""Model names -> factories: `create_model(name, checkpoint=..., **overrides)`, as timm / open_clip.
+"""Model names -> factories: `create_model(name, checkpoint=..., overrides=[...])`, as timm / open_clip.
 
 A name says which model it is (its connector kind) and, without a checkpoint, which preset to build
 at random. The full-size names need a local checkpoint; the `*-tiny` names build tiny random models.
@@ -6,16 +6,18 @@ at random. The full-size names need a local checkpoint; the `*-tiny` names build
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from evalsuite.adapter import MultimodalAdapter
-from vlora.config import ModelConfig, preset
+from evalsuite.multimodal import MultimodalAdapter
+from vlora.config import ModelConfig
 from vlora.errors import ConfigError, InputError
+from vlora.overrides import apply_overrides
+from vlora.presets import preset
 
 KIND_NAMES = {"vlora": "VLoRA", "llava": "LLaVA-v1.5", "llava-qformer": "LLaVA-v1.5-QFormer"}
 
@@ -46,22 +48,6 @@ def model_spec(name: str) -> ModelSpec:
         raise ConfigError(f"unknown model {name!r}; known: {', '.join(MODELS)}") from None
 
 
-def apply_overrides(config: ModelConfig, overrides: dict[str, Any]) -> ModelConfig:
-    """Config overrides as sections (`connector={"rank": 8}`) or flat fields (`rank=8`), which go to
-    the one section that has such a field (connector, then llm, then vision)."""
-    sections: dict[str, dict[str, Any]] = {}
-    for key, value in overrides.items():
-        if key in ("llm", "vision", "connector") and isinstance(value, dict):
-            sections.setdefault(key, {}).update(value)
-            continue
-        owner = next((s for s in ("connector", "llm", "vision")
-                      if key in {f.name for f in dataclasses.fields(getattr(config, s))}), None)
-        if owner is None:
-            raise ConfigError(f"unknown model setting {key!r} for a {config.kind} model")
-        sections.setdefault(owner, {})[key] = value
-    return config.replace(**sections) if sections else config
-
-
 def load_checked(name: str, checkpoint: str | Path, vision_tower=None, dtype: torch.dtype | None = None):
     """Load a checkpoint and check it holds the kind of model `name` is."""
     from vlora.checkpoints import load_model
@@ -75,22 +61,27 @@ def load_checked(name: str, checkpoint: str | Path, vision_tower=None, dtype: to
     return model
 
 
+def model_config(name: str, overrides: Sequence[str] | Mapping[str, Any] = ()) -> ModelConfig:
+    """The configuration a model name builds without a checkpoint: its preset with `overrides`."""
+    return apply_overrides(preset(model_spec(name).preset), overrides)
+
+
 def create_model(name: str, checkpoint: str | Path | None = None, *, vision_tower: str | Path | None = None,
-                 dtype: torch.dtype | None = None, seed: int = 0, batch_size: int = 8, mode: str = "factorized",
-                 official_positions: bool = False, **overrides: Any) -> MultimodalAdapter:
-    """An adapter for model `name`, from a local checkpoint or (tiny names) built at random."""
+                 device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
+                 overrides: Sequence[str] | Mapping[str, Any] = (), seed: int = 0, batch_size: int = 8,
+                 mode: str = "factorized", official_positions: bool = False) -> MultimodalAdapter:
+    """An adapter for model `name` on `device` in `dtype` (None: as stored / float32), from a local
+    checkpoint or (tiny names) built at random from its preset with dotted `overrides`."""
     from vlora.model import build_model
 
     spec = model_spec(name)
     if checkpoint is not None:
         if overrides:
-            raise ConfigError(f"settings {sorted(overrides)} apply to random models, not to a checkpoint")
-        model = load_checked(name, checkpoint, vision_tower, dtype)
+            raise ConfigError(f"--set {list(overrides)} changes a preset; a checkpoint's configuration is fixed")
+        model = load_checked(name, checkpoint, vision_tower, dtype).to(device)
     elif spec.needs_checkpoint:
         tiny = ", ".join(n for n, s in MODELS.items() if not s.needs_checkpoint)
         raise ConfigError(f"model {name!r} needs a local checkpoint (--checkpoint PATH); tiny random models: {tiny}")
     else:
-        model = build_model(apply_overrides(preset(spec.preset), overrides), seed=seed)
-        if dtype is not None:
-            model = model.to(dtype)
+        model = build_model(model_config(name, overrides), seed=seed, device=device, dtype=dtype)
     return MultimodalAdapter(model, name, batch_size=batch_size, mode=mode, official_positions=official_positions)

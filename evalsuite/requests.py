@@ -1,4 +1,5 @@
-"""Benchmark rows -> `Request`s, with the prompt style the model's card asks for.
+"""Benchmark rows -> `Request`s, with the prompt style the model's card asks for; the benchmark's
+protocol (evalsuite.benchmarks) builds the message and the choices.
 
     dataset     VLMEvalKit's dataset prompt: MCQ text (Hint / Question / Options / instruction) or
                 the Y/N question verbatim; MMMU's `<image N>` interleaved where it stands
@@ -15,24 +16,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from evalsuite.adapter import ModelCard, Request, message_to_request
+from evalsuite.adapter import ModelCard, Request
 from evalsuite.benchmarks import BenchmarkSpec
 from evalsuite.extraction import AnswerMode
-from evalsuite.prompts import (
-    dataset_mcq_prompt,
-    is_missing,
-    llava_mcq_prompt,
-    options_of,
-    split_mmmu,
-    unknown_image_refs,
-)
+from evalsuite.messages import message_to_request
 
 ANSWER_MODES = tuple(m.value for m in AnswerMode)
 
 
 @dataclass(frozen=True)
 class RowPrompt:
-    """What a row asks, before images are decoded: its message with image slots numbered."""
+    """What a row asks, before images are decoded: its message with images numbered."""
 
     index: Any
     message: list[dict[str, Any]]  # {"type": "text", "value": str} | {"type": "image", "value": int}
@@ -45,20 +39,6 @@ class RowPrompt:
         return sum(len(m["value"]) for m in self.message if m["type"] == "text")
 
 
-def row_message(spec: BenchmarkSpec, line: dict, n_images: int, style: str) -> list[dict[str, Any]]:
-    slots = list(range(n_images))
-    if spec.type == "Y/N":
-        return [{"type": "image", "value": i} for i in slots] + [{"type": "text", "value": str(line["question"])}]
-    if style == "llava_mcq":
-        hint = None if "hint" not in line or is_missing(line["hint"]) else str(line["hint"])
-        text = llava_mcq_prompt(str(line["question"]), options_of(line), hint)
-        return [{"type": "image", "value": i} for i in slots] + [{"type": "text", "value": text}]
-    text = dataset_mcq_prompt(line)
-    if spec.protocol == "mmmu":
-        return split_mmmu(text, slots)
-    return [{"type": "image", "value": i} for i in slots] + [{"type": "text", "value": text}]
-
-
 def _fit_images(message: list[dict[str, Any]], max_images: int | None) -> tuple[list[dict[str, Any]], int]:
     images = [m for m in message if m["type"] == "image"]
     if max_images is None or len(images) <= max_images:
@@ -69,15 +49,12 @@ def _fit_images(message: list[dict[str, Any]], max_images: int | None) -> tuple[
 
 def row_prompt(spec: BenchmarkSpec, line: dict, n_images: int, card: ModelCard, answer_mode: str) -> RowPrompt:
     style = card.prompt_style(spec.type)
-    message, dropped = _fit_images(row_message(spec, line, n_images, style), card.max_images)
-    choices: tuple[str, ...] = ()
-    if answer_mode == "likelihood":
-        choices = ("Yes", "No") if spec.type == "Y/N" else tuple(options_of(line))
-    unknown = unknown_image_refs(dataset_mcq_prompt(line), n_images) if spec.protocol == "mmmu" else 0
-    return RowPrompt(line["index"], message, choices, dropped, unknown)
+    message, dropped = _fit_images(spec.handler.message(line, n_images, style), card.max_images)
+    choices = spec.handler.choices(line) if answer_mode == "likelihood" else ()
+    return RowPrompt(line["index"], message, choices, dropped, spec.handler.unknown_images(line, n_images))
 
 
 def to_request(prompt: RowPrompt, images: list, max_new_tokens: int) -> Request:
-    """The request for a row, its image slots filled with the decoded images."""
+    """The request for a row, its numbered images filled with the decoded images."""
     message = [{"type": "image", "value": images[m["value"]]} if m["type"] == "image" else m for m in prompt.message]
     return message_to_request(message, str(prompt.index), max_new_tokens, prompt.choices)

@@ -2,15 +2,16 @@
 predictions -> (when every row is there) merged outputs and scores.
 
 Resume is the default: rows already in the folder's predictions files are skipped, so a killed run
-goes on where it stopped. `--shard i/n` (or RANK / WORLD_SIZE under torchrun or accelerate launch)
-takes rows i, i+n, i+2n, ... of the benchmark; whichever shard finishes last merges and scores.
+goes on where it stopped. A shard (i, n), resolved by the caller from `--shard i/n` or the process's
+rank and world size, takes rows i, i+n, i+2n, ... of the benchmark; whichever shard finishes last
+merges and scores.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from vlora.errors import ConfigError
 class RunOptions:
     batch_size: int = 8
     limit: int | None = None  # the first N rows of the benchmark
-    shard: tuple[int, int] | None = None  # (i, n); None: RANK / WORLD_SIZE from the environment, else (0, 1)
+    shard: tuple[int, int] = (0, 1)  # (i, n): this process's share of the rows
     rules: str = DEFAULT_RULES
     answer_mode: str = "generate"
     max_new_tokens: int = 64
@@ -38,6 +39,7 @@ class RunOptions:
     run_name: str | None = None  # default: the model's name
     fresh: bool = False  # delete earlier predictions of this run and benchmark first
     progress: bool = True
+    environment: Mapping[str, Any] = field(default_factory=dict)  # device, dtype, threads, process: for the manifest
 
     def __post_init__(self) -> None:
         check_rules(self.rules)
@@ -72,12 +74,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not (count >= 1 and 0 <= index < count):
         raise ConfigError(f"--shard {text!r}: need 0 <= i < n")
     return index, count
-
-
-def environment_shard() -> tuple[int, int]:
-    """(RANK, WORLD_SIZE) as torchrun and accelerate launch set them, else (0, 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return (int(os.environ.get("RANK", "0")), world) if world > 1 else (0, 1)
 
 
 def _plain(value: Any) -> Any:
@@ -127,7 +123,7 @@ def run_benchmark(adapter: Adapter, data: BenchmarkData, options: RunOptions = R
                   checkpoint: str | None = None) -> RunResult:
     spec, card = data.spec, adapter.card
     max_new_tokens_allowed(card, options.max_new_tokens)
-    shard = options.shard or environment_shard()
+    shard = options.shard
     folder = run_folder(options.results_root, card.name if options.run_name is None else options.run_name, spec.name)
     folder.mkdir(parents=True, exist_ok=True)
     own = shard_file(folder, shard)
@@ -135,7 +131,7 @@ def run_benchmark(adapter: Adapter, data: BenchmarkData, options: RunOptions = R
         notes = []
         if options.fresh and (gone := clear_run(folder, keep=own)):
             notes.append(f"--fresh: deleted {len(gone)} file(s) of the earlier run in {folder}")
-        check_run(folder, {"card": asdict(card), "config_hash": config_hash(card.config), "checkpoint": checkpoint,
+        check_run(folder, {"card": card.to_dict(), "config_hash": config_hash(card.config.to_dict()), "checkpoint": checkpoint,
                            "data_md5": data.md5, "prompt_style": card.prompt_style(spec.type),
                            "answer_mode": options.answer_mode, "max_new_tokens": options.max_new_tokens})
         done, read_notes = read_folder(folder, own)
@@ -214,8 +210,8 @@ def _manifest(card, checkpoint, data: BenchmarkData, table: pd.DataFrame, option
               records: dict[str, dict[str, Any]], result: RunResult, shard: tuple[int, int]) -> dict[str, Any]:
     spec, seconds, predicted = data.spec, result.seconds, result.predicted
     return {
-        "model": {k: v for k, v in asdict(card).items() if k != "config"}, "config_hash": config_hash(card.config),
-        "model_config": card.config, "checkpoint": checkpoint,
+        "model": {k: v for k, v in card.to_dict().items() if k != "config"},
+        "config_hash": config_hash(card.config.to_dict()), "model_config": card.config.to_dict(), "checkpoint": checkpoint,
         "benchmark": spec.name, "data": {"path": str(data.path), "md5": data.md5, "known_release": spec.md5.get(data.md5),
                                          "rows": len(table), "dropped_without_image": data.dropped_without_image,
                                          "warnings": data.warnings},
@@ -225,7 +221,7 @@ def _manifest(card, checkpoint, data: BenchmarkData, table: pd.DataFrame, option
                    "images_dropped": sum(r.get("images_dropped", 0) for r in records.values())},
         "shard": f"{shard[0]}/{shard[1]}", "timings": {"seconds": round(seconds, 3), "rows_this_call": predicted,
                                                        "samples_per_second": round(predicted / seconds, 3) if seconds else None},
-        "libraries": library_versions(),
+        "environment": dict(options.environment), "libraries": library_versions(),
         "notes": result.notes,
         "scores": result.report.headline if result.report else None,
     }

@@ -109,21 +109,6 @@ def empty_prediction_note(predictions: pd.DataFrame) -> str | None:
     return f"{empty} of {len(predictions)} predictions are empty" + (" (all of them)" if empty == len(predictions) else "")
 
 
-def headline_numbers(spec: BenchmarkSpec, table: pd.DataFrame) -> dict[str, float]:
-    if spec.protocol == "mme":
-        row = table.iloc[0]
-        return {"perception": float(row["perception"]), "cognition (reasoning)": float(row["reasoning"]),
-                "total": float(row["perception"] + row["reasoning"])}
-    if spec.protocol == "hallusionbench":
-        row = table.iloc[0]
-        return {name: float(row[name]) for name in ("Avg", "aAcc", "fAcc", "qAcc")}
-    rule, scale = spec.headline.get("row", "first"), spec.headline.get("scale", 100)
-    rows = table if rule == "first" else table[table["split"] == rule]
-    if rows.empty:
-        return {}
-    return {"Overall": float(rows.iloc[0]["Overall"]) * scale}  # of the split the YAML names (MMMU: validation)
-
-
 def score_predictions(spec: BenchmarkSpec, meta: pd.DataFrame, predictions: pd.DataFrame, rules: str,
                       answer_mode: str = "generate", source: str = "predictions") -> ScoreReport:
     """Score `predictions` (index, prediction) against the benchmark table `meta` (rows with images)."""
@@ -141,13 +126,13 @@ def score_predictions(spec: BenchmarkSpec, meta: pd.DataFrame, predictions: pd.D
     present["prediction"] = [str(by_index[str(i)]) for i in present["index"]]
     if present.empty:
         raise DataError(f"{source}: no prediction matches a row of {spec.name}")
-    verdicts, table, notes = spec.scorer(present.drop(columns=["image", "line"], errors="ignore"), rules)
+    verdicts, table, notes = spec.handler.score(present.drop(columns=["image", "line"], errors="ignore"), rules)
     missing = len(meta) - len(present)
     if missing:
         notes = [f"{missing} of {len(meta)} rows have no prediction: the scores cover the rest"] + notes
     if note := empty_prediction_note(predictions):
         notes.append(note)
-    headline = headline_numbers(spec, table)
+    headline = spec.handler.headline_numbers(table, spec.headline)
     if not headline:
-        notes.append(f"no headline: no scored row of split {spec.headline.get('row')!r}; see the full table")
+        notes.append(f"no headline: no scored row of split {spec.headline.row!r}; see the full table")
     return ScoreReport(spec.name, rules, answer_mode, headline, table, verdicts, len(present), missing, notes)

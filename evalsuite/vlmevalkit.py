@@ -14,34 +14,12 @@ Register it in VLMEvalKit's `vlmeval/config.py` (see the README):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
-from evalsuite.adapter import Failure, message_to_request
+from evalsuite.adapter import Failure
+from evalsuite.messages import message_to_request, normalise_message
 from evalsuite.prompts import dataset_type, is_missing, llava_mcq_prompt, options_of
 from vlora.errors import InputError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-
-
-def normalise_message(message: Any) -> list[dict[str, str]]:
-    """VLMEvalKit's accepted message forms -> a list of {"type", "value"} dicts."""
-    if isinstance(message, str):
-        message = [message]
-    elif isinstance(message, dict):
-        message = [message]
-    out = []
-    for item in message:
-        if isinstance(item, dict):
-            if item.get("type") not in ("image", "text") or "value" not in item:
-                raise InputError(f"message item {item!r} is not {{'type': 'image'|'text', 'value': ...}}")
-            out.append({"type": item["type"], "value": item["value"]})
-        elif isinstance(item, str):
-            is_image = Path(item).suffix.lower() in IMAGE_SUFFIXES and Path(item).is_file()
-            out.append({"type": "image" if is_image else "text", "value": item})
-        else:
-            raise InputError(f"message item of type {type(item).__name__} is not a str or a dict")
-    return out
 
 
 class VLMEvalKitModel:

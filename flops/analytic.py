@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vlora.config import GeneratorConfig, LLMConfig, ModelConfig, QFormerConfig, VisionConfig
+from vlora.config import GeneratorConfig, LLMConfig, ModelConfig, QFormerConfig, Space, VisionConfig
 
 # --- the paper's formulas, as written ----------------------------------------------------------------
 
@@ -66,11 +66,6 @@ def llm_prefill(llm: LLMConfig, n: int, logits: str = "all", causal: bool = Fals
                     lm_head=2 * (n if logits == "all" else 1) * h * llm.vocab_size)
 
 
-def _types_out(config: ModelConfig) -> dict[str, int]:
-    h, kv = config.llm.hidden_size, config.llm.kv_size
-    return {"q": h, "k": kv, "v": kv, "o": h, "m": h}
-
-
 def vlora_branches(config: ModelConfig, n: int, mode: str = "factorized") -> float:
     """What perceptual weights add to an LLM forward over n tokens (one image):
     factorized  x.A then .B^T per receiving block and type: 2n r (h + out)
@@ -78,9 +73,7 @@ def vlora_branches(config: ModelConfig, n: int, mode: str = "factorized") -> flo
                 m stays a factorized branch
     delta       B.A^T materialised for every type, then x.DeltaW^T: 2 out h r + 2 n h out"""
     g: GeneratorConfig = config.connector
-    h, r = config.llm.hidden_size, g.rank
-    out = _types_out(config)
-    k = len(g.target_layers(config.llm.num_layers))
+    h, r, k, out = config.llm.hidden_size, g.rank, config.k, config.weight_widths
     per_block = 0.0
     for t in g.types:
         if mode == "factorized" or (mode == "merged" and t == "m"):
@@ -104,9 +97,7 @@ def generator_flops(config: ModelConfig) -> dict[str, float]:
     """The perceptual weights generator's own cost per image (the paper leaves it out)."""
     g, c, dv = config.connector, config.vision.num_patches, config.vision.hidden_size
     D, h, r = g.hidden, config.llm.hidden_size, g.rank
-    k = len(g.target_layers(config.llm.num_layers))
-    decoders, queries = (1, k * len(g.types)) if g.shared else (len(g.types), k)
-    q = queries
+    decoders, q = config.query_layout
     self_attn = 2 * q * D * 3 * D + 2 * 2 * q * q * D + 2 * q * D * D
     cross_attn = 2 * q * D * D + 2 * c * D * 2 * D + 2 * 2 * q * c * D + 2 * q * D * D
     ffn = 2 * 2 * q * D * g.mlp_ratio * D
@@ -146,10 +137,10 @@ def connector_flops(config: ModelConfig) -> dict[str, float]:
 
 def model_flops(config: ModelConfig, text_tokens: int, mode: str = "factorized", logits: str = "all") -> dict[str, float]:
     """One prefill of a whole model (one image + text), by part: vision, connector, LLM (+ branches).
-    The LLM sees text + visual tokens (VLoRA: text + its one masked placeholder slot)."""
-    n = text_tokens + (config.visual_tokens if config.kind != "vlora" else 1)
+    The LLM sees text + the image's positions (VLoRA: text + its one masked placeholder position)."""
+    n = text_tokens + config.positions_per_image
     parts = {"vision": vision_flops(config.vision), "connector": sum(connector_flops(config).values()),
              "llm": llm_prefill(config.llm, n, logits).total}
-    if config.kind == "vlora":
+    if config.space is Space.PARAMETER:
         parts["perceptual_weights"] = vlora_branches(config, n, mode)
     return parts

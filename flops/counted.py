@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from vlora.config import ModelConfig
+from vlora.config import ModelConfig, Space
 
 
 def register_cpu_sdpa_formula() -> None:
@@ -71,18 +71,18 @@ def count_model(config: ModelConfig, text_tokens: int, mode: str = "factorized",
     parts = {"vision": count(model.vision, pixels)[0]}
     features = model.vision(pixels)
     # with autograd on, nn.MultiheadAttention takes its plain path (its fused inference op has no formula)
-    if config.kind == "vlora":
+    n = text_tokens + config.positions_per_image
+    if config.space is Space.PARAMETER:
         has_image = torch.ones(1, dtype=torch.bool, device="meta")
         parts["connector"] = count(model.connector, features, has_image)[0]
         with torch.no_grad():
             weights = model.connector(features, has_image)
-            n = text_tokens + 1  # the masked placeholder slot
             parts["llm"] = count_llm(model.llm, n, logits)
             with_weights = _count_with_weights(model.llm, weights, n, logits, mode, perceptual_weights_applied)
         parts["perceptual_weights"] = with_weights - parts["llm"]
     else:
         parts["connector"] = count(model.connector, features)[0]
-        parts["llm"] = count_llm(model.llm, text_tokens + config.visual_tokens, logits, inputs_embeds=True)
+        parts["llm"] = count_llm(model.llm, n, logits, inputs_embeds=True)
     return parts
 
 

@@ -15,8 +15,11 @@ TEXT_LENGTHS = (32, 128, 512)
 COUNTED_TOKENS = (32, 64, 256, 576)
 
 
-def figure4_data(settings: FlopsSettings, max_tokens: int = 1024, step: int = 16, count: bool = True) -> pd.DataFrame:
-    """Long table: source (paper formula / counted), model, C, L, GFLOPs, ratio to LLaVA."""
+def figure4_data(settings: FlopsSettings, counted_vlora: float | None = None, max_tokens: int = 1024,
+                 step: int = 16) -> pd.DataFrame:
+    """Long table: source (paper formula / counted), model, C, L, GFLOPs, ratio to LLaVA. With
+    `counted_vlora` (VLoRA's LLM part with its branches, counted, in FLOPs), LLaVA's LLM is counted at
+    several L beside it."""
     llm, g = settings.base.llm, settings.base.connector
     d, h, k, r = llm.num_layers, llm.hidden_size, settings.k, g.rank
     rows = []
@@ -27,28 +30,19 @@ def figure4_data(settings: FlopsSettings, max_tokens: int = 1024, step: int = 16
             rows.append({"source": "paper formula", "model": "LLaVA", "C": C, "L": L, "gflops": llava, "ratio": 1.0})
             rows.append({"source": "paper formula", "model": "VLoRA", "C": C, "L": L, "gflops": vlora,
                          "ratio": vlora / llava})
-    if count:
+    if counted_vlora is not None:
         from flops.counted import count_llm, meta_llm
 
         model = meta_llm(llm)
-        C = settings.text_len
-        vlora = _counted_vlora(settings)
-        for L in COUNTED_TOKENS:
+        C, vlora = settings.text_len, counted_vlora / G
+        for L in sorted({*COUNTED_TOKENS, settings.llava_tokens}):
             llava = count_llm(model, L + C) / G
             rows.append({"source": "counted", "model": "LLaVA", "C": C, "L": L, "gflops": llava, "ratio": 1.0})
             rows.append({"source": "counted", "model": "VLoRA", "C": C, "L": L, "gflops": vlora, "ratio": vlora / llava})
     return pd.DataFrame(rows)
 
 
-def _counted_vlora(settings: FlopsSettings) -> float:
-    """VLoRA's LLM part counted (factorized branches included), as Table 1 counts the LLM part."""
-    from flops.counted import count_model
-
-    parts = count_model(settings.base, settings.text_len, "factorized")
-    return (parts["llm"] + parts["perceptual_weights"]) / G
-
-
-def draw_figure4(data: pd.DataFrame, path: Path, text_len: int = 32) -> Path:
+def draw_figure4(data: pd.DataFrame, path: Path, text_len: int = 32, llava_tokens: int = 576) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,12 +66,12 @@ def draw_figure4(data: pd.DataFrame, path: Path, text_len: int = 32) -> Path:
     vl_counted = counted[counted["model"] == "VLoRA"]
     right.scatter(vl_counted["L"], 100 * vl_counted["ratio"], marker="s", color="black", zorder=3,
                   label=f"counted (VLoRA factorized), C={text_len}")
-    headline = paper[(paper["C"] == text_len) & (paper["model"] == "VLoRA") & (paper["L"] == 576)]
+    headline = paper[(paper["C"] == text_len) & (paper["model"] == "VLoRA") & (paper["L"] == llava_tokens)]
     if not headline.empty:
         value = 100 * float(headline["ratio"].iloc[0])
-        right.annotate(f"LLaVA-v1.5 (576 tokens), C={text_len}:\nVLoRA = {value:.1f}% (paper: about 8%)",
-                       xy=(576, value), xytext=(560, value + 45), arrowprops={"arrowstyle": "->"})
-        left.axvline(576, color="grey", lw=0.8, ls=":")
+        right.annotate(f"LLaVA-v1.5 ({llava_tokens} tokens), C={text_len}:\nVLoRA = {value:.1f}% (paper: about 8%)",
+                       xy=(llava_tokens, value), xytext=(llava_tokens - 16, value + 45), arrowprops={"arrowstyle": "->"})
+        left.axvline(llava_tokens, color="grey", lw=0.8, ls=":")
     left.set(xlabel="number of visual tokens L", ylabel="GFLOPs (LLM, one forward)", title="Cost")
     right.set(xlabel="number of visual tokens L", ylabel="VLoRA / LLaVA (%)", title="Ratio", ylim=(0, 105))
     left.legend(fontsize=7)

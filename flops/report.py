@@ -1,9 +1,15 @@
 """What `vlora-eval flops` reports: Table 1's GFLOPs column beside the paper's, VLoRA's ratio to
 LLaVA-v1.5, the architecture-exact costs of the three models part by part (optionally checked
-against FlopCounterMode), where the paper's accounting is rough, and the merge crossover."""
+against FlopCounterMode), where the paper's accounting is rough, and the merge crossover.
+
+`build_report` computes everything once (each FlopCounterMode count included); the CLI prints the
+result and `write_report` writes the same numbers. The LLaVA and Q-Former of a report share the
+VLoRA configuration's LLM and vision tower, so their visual tokens are the configured ones.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -16,7 +22,8 @@ from flops.analytic import (
     paper_vlora_factorized,
     paper_vlora_inference,
 )
-from vlora.config import GeneratorConfig, ModelConfig, ProjectorConfig, QFormerConfig, preset
+from vlora.config import GeneratorConfig, ModelConfig, ProjectorConfig, QFormerConfig, Space
+from vlora.presets import preset
 
 G = 1e9
 
@@ -36,7 +43,7 @@ class FlopsSettings:
 
     @property
     def k(self) -> int:
-        return len(self.base.connector.target_layers(self.base.llm.num_layers))
+        return self.base.k
 
     def models(self) -> dict[str, ModelConfig]:
         """The three models on the same LLM and vision tower (the paper's Table 2 set-up)."""
@@ -45,6 +52,11 @@ class FlopsSettings:
                 "LLaVA-v1.5-QFormer": ModelConfig(self.base.llm, self.base.vision,
                                                   QFormerConfig(blocks=g.blocks, hidden=g.hidden, heads=g.heads)),
                 "VLoRA": self.base}
+
+    @property
+    def llava_tokens(self) -> int:
+        """LLaVA-v1.5's visual tokens on this vision tower (576 for CLIP-L/14 at 336 px)."""
+        return self.models()["LLaVA-v1.5"].visual_tokens
 
 
 def table1_rows(settings: FlopsSettings) -> list[dict[str, Any]]:
@@ -67,8 +79,8 @@ def headline(settings: FlopsSettings) -> dict[str, float]:
     """VLoRA / LLaVA-v1.5 at this text length, in the paper's accounting and factorized."""
     llm, g, C = settings.base.llm, settings.base.connector, settings.text_len
     d, h, k, r = llm.num_layers, llm.hidden_size, settings.k, g.rank
-    llava = paper_input_space(576, C, d, h)
-    return {"llava_gflops": llava / G,
+    llava = paper_input_space(settings.llava_tokens, C, d, h)
+    return {"llava_tokens": settings.llava_tokens, "llava_gflops": llava / G,
             "vlora_gflops": paper_vlora_inference(C, d, h, k, r, merge_term=False) / G,
             "vlora_full_gflops": paper_vlora_inference(C, d, h, k, r) / G,
             "vlora_factorized_gflops": paper_vlora_factorized(C, d, h, k, r, len(g.types)) / G,
@@ -80,10 +92,10 @@ def headline(settings: FlopsSettings) -> dict[str, float]:
 
 def exact_rows(settings: FlopsSettings, count: bool = False) -> list[dict[str, Any]]:
     """Per model and execution mode: vision, connector, LLM, perceptual weights (GFLOPs), analytic and,
-    with `count`, FlopCounterMode on the meta device."""
+    with `count`, FlopCounterMode on the meta device (its parts under "counted")."""
     rows = []
     for name, config in settings.models().items():
-        for mode in (("factorized", "merged", "delta") if config.kind == "vlora" else ("-",)):
+        for mode in (("factorized", "merged", "delta") if config.space is Space.PARAMETER else ("-",)):
             exact = model_flops(config, settings.text_len, mode if mode != "-" else "factorized")
             row = {"model": name, "mode": mode, "visual_tokens": config.visual_tokens,
                    **{f"{part}": value / G for part, value in exact.items()}, "total": sum(exact.values()) / G}
@@ -91,30 +103,32 @@ def exact_rows(settings: FlopsSettings, count: bool = False) -> list[dict[str, A
                 from flops.counted import count_model
 
                 counted = count_model(config, settings.text_len, mode if mode != "-" else "factorized")
+                row["counted"] = {part: value / G for part, value in counted.items()}
                 row["counted_total"] = sum(counted.values()) / G
                 row["counted_matches"] = all(abs(counted[p] - exact[p]) < 1 for p in exact)
             rows.append(row)
     return rows
 
 
-def rough_spots(settings: FlopsSettings) -> list[str]:
-    """Where the paper's accounting departs from the architecture, with the numbers at this config."""
+def rough_spots(settings: FlopsSettings, exact: list[dict[str, Any]]) -> list[str]:
+    """Where the paper's accounting departs from the architecture, with the numbers at this config
+    (`exact`: the rows of `exact_rows`)."""
     from flops.analytic import generator_flops, llm_prefill, paper_input_space, vision_flops
 
-    base, C = settings.base, settings.text_len
+    base, C, L = settings.base, settings.text_len, settings.llava_tokens
     llm, g = base.llm, base.connector
     d, h, k, r = llm.num_layers, llm.hidden_size, settings.k, g.rank
-    n = C + 576
-    exact = llm_prefill(llm, n)
+    n = C + L
+    exact_llm = llm_prefill(llm, n)
     paper_mlp = 16 * n * h * h * d
-    rows = {row["model"]: row for row in exact_rows(settings) if row["mode"] in ("-", "factorized")}
+    rows = {row["model"]: row for row in exact if row["mode"] in ("-", "factorized")}
     whole = rows["VLoRA"]["total"] / rows["LLaVA-v1.5"]["total"]
     return [
         f"MLP: the formula counts two h x 4h matrices (16nh^2 per block); Vicuna's SwiGLU has three h x "
-        f"{llm.intermediate_size}: {exact.mlp / G:.1f} vs {paper_mlp / G:.1f} GFLOPs at n = {n}",
-        f"LM head: left out; {exact.lm_head / G:.1f} GFLOPs for logits at every one of {n} positions, "
+        f"{llm.intermediate_size}: {exact_llm.mlp / G:.1f} vs {paper_mlp / G:.1f} GFLOPs at n = {n}",
+        f"LM head: left out; {exact_llm.lm_head / G:.1f} GFLOPs for logits at every one of {n} positions, "
         f"{2 * h * llm.vocab_size / G:.2f} for the last only (what generation needs)",
-        f"Attention: QK^T and AV over the full n x n ({exact.attention_core / G:.1f} GFLOPs at n = {n}); a causal "
+        f"Attention: QK^T and AV over the full n x n ({exact_llm.attention_core / G:.1f} GFLOPs at n = {n}); a causal "
         f"kernel needs about half ({llm_prefill(llm, n, causal=True).attention_core / G:.1f})",
         f"Left out: the vision tower ({vision_flops(base.vision) / G:.1f} GFLOPs per image, both models) and the "
         f"connector: VLoRA's generator {sum(generator_flops(base).values()) / G:.1f} GFLOPs per image "
@@ -123,10 +137,10 @@ def rough_spots(settings: FlopsSettings) -> list[str]:
         f"24krh^2 materialises Delta W for all 12h^2 of a block ({24 * k * r * h * h / G:.1f} GFLOPs); the release "
         f"gives weights to q, k, v, o (4h^2) and an h x h branch beside the MLP: merged mode (q, k, v, o "
         f"materialised) costs {weights_cost(settings, 'merged') / G:.1f}, factorized branches {rows['VLoRA']['perceptual_weights']:.1f}",
-        f"VLoRA's input keeps one masked placeholder slot: C + 1 = {C + 1} positions",
+        f"VLoRA's input keeps one masked placeholder position: C + 1 = {C + 1} positions",
         f"Whole models with CLIP and the connector: VLoRA {rows['VLoRA']['total']:.1f} vs LLaVA-v1.5 "
         f"{rows['LLaVA-v1.5']['total']:.1f} GFLOPs = {100 * whole:.1f}% (the paper's conclusion: about 10%); "
-        f"input-space formula at L = 576: {paper_input_space(576, C, d, h) / G:.1f}",
+        f"input-space formula at L = {L}: {paper_input_space(L, C, d, h) / G:.1f}",
     ]
 
 
@@ -137,11 +151,44 @@ def weights_cost(settings: FlopsSettings, mode: str) -> float:
     return vlora_branches(settings.base, settings.text_len + 1, mode)
 
 
-def markdown(settings: FlopsSettings, rows: list[dict], ratio: dict[str, float], exact: list[dict]) -> str:
+@dataclass
+class FlopsReport:
+    """Everything `vlora-eval flops` shows and writes, computed once."""
+
+    settings: FlopsSettings
+    table1: list[dict[str, Any]]
+    headline: dict[str, float]
+    exact: list[dict[str, Any]]
+    rough_spots: list[str]
+    figure: Any = None  # Figure 4's data (a DataFrame), when asked for
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"table1": self.table1, "headline": self.headline, "architecture_exact": self.exact,
+                "rough_spots": self.rough_spots}
+
+
+def build_report(settings: FlopsSettings, count: bool = False, figure: bool = False) -> FlopsReport:
+    """The report; with `count` every part is checked with FlopCounterMode, and Figure 4's counted points
+    reuse those counts (one count per model part)."""
+    exact = exact_rows(settings, count or figure)
+    data = None
+    if figure:
+        from flops.figure4 import figure4_data
+
+        vlora = next(r for r in exact if r["model"] == "VLoRA" and r["mode"] == "factorized")["counted"]
+        data = figure4_data(settings, counted_vlora=vlora["llm"] + vlora["perceptual_weights"])
+    if figure and not count:
+        exact = [{k: v for k, v in r.items() if not k.startswith("counted")} for r in exact]
+    return FlopsReport(settings, table1_rows(settings), headline(settings), exact, rough_spots(settings, exact), data)
+
+
+def markdown(report: FlopsReport) -> str:
     """The short markdown report committed under results/flops/."""
+    settings, rows, ratio, exact = report.settings, report.table1, report.headline, report.exact
     C = settings.text_len
-    lines = [f"# FLOPs at C = {C} text tokens (Vicuna-7B shape: d = {settings.base.llm.num_layers}, "
-             f"h = {settings.base.llm.hidden_size}; k = {settings.k}, r = {settings.base.connector.rank})", "",
+    lines = [f"# FLOPs at C = {C} text tokens (d = {settings.base.llm.num_layers}, h = {settings.base.llm.hidden_size}; "
+             f"k = {settings.k}, r = {settings.base.connector.rank}; LLaVA-v1.5: {settings.llava_tokens} visual tokens)",
+             "",
              "Regenerate: `vlora-eval flops --text-len 32 --count --plot results/flops`", "",
              "## Table 1, GFLOPs column: the paper's formulas against the printed numbers", "",
              "| model | visual tokens | paper | formula | difference | note |", "|---|---:|---:|---:|---:|---|"]
@@ -153,7 +200,7 @@ def markdown(settings: FlopsSettings, rows: list[dict], ratio: dict[str, float],
               f"GFLOPs, {100 * ratio['ratio_factorized']:.1f}%. Merging one branch pays off above "
               f"{ratio['merge_crossover_tokens']:.0f} text tokens.", "",
               "## Architecture-exact (what FlopCounterMode counts), one image, GFLOPs", "",
-              "SwiGLU with its real width, the LM head for every position, VLoRA's masked placeholder slot, "
+              "SwiGLU with its real width, the LM head for every position, VLoRA's masked placeholder position, "
               "the vision tower and the connector, which the paper leaves out.", "",
               "| model | mode | visual tokens | vision | connector | LLM | perceptual weights | total | counted |",
               "|---|---|---:|---:|---:|---:|---:|---:|---|"]
@@ -161,35 +208,38 @@ def markdown(settings: FlopsSettings, rows: list[dict], ratio: dict[str, float],
         counted = (f"{r['counted_total']:.1f} ({'=' if r['counted_matches'] else '!='})" if "counted_total" in r else "")
         lines.append(f"| {r['model']} | {r['mode']} | {r['visual_tokens']} | {r['vision']:.1f} | {r['connector']:.1f} | "
                      f"{r['llm']:.1f} | {r.get('perceptual_weights', 0):.1f} | {r['total']:.1f} | {counted} |")
-    lines += ["", "## Where the paper's accounting is rough", ""] + [f"- {spot}" for spot in rough_spots(settings)]
+    lines += ["", "## Where the paper's accounting is rough", ""] + [f"- {spot}" for spot in report.rough_spots]
     return "\n".join(lines) + "\n"
 
 
-def write_report(out, settings: FlopsSettings, count: bool = True) -> dict[str, Any]:
-    """results/flops/: figure4.png, figure4.csv (the figure's points are always counted), table1.md
-    (its counted column with `count`)."""
+def write_report(out, report: FlopsReport) -> dict[str, Any]:
+    """results/flops/: figure4.png, figure4.csv (when the report has Figure 4's data), table1.md."""
     from pathlib import Path
 
-    from flops.figure4 import draw_figure4, figure4_data
+    from flops.figure4 import draw_figure4
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = figure4_data(settings, count=True)
-    data.round(4).to_csv(out / "figure4.csv", index=False)
-    draw_figure4(data, out / "figure4.png", settings.text_len)
-    rows, ratio, exact = table1_rows(settings), headline(settings), exact_rows(settings, count)
-    (out / "table1.md").write_text(markdown(settings, rows, ratio, exact), encoding="utf-8")
-    return {"figure": out / "figure4.png", "csv": out / "figure4.csv", "markdown": out / "table1.md"}
+    written = {}
+    if report.figure is not None:
+        report.figure.round(4).to_csv(out / "figure4.csv", index=False)
+        written["figure"] = draw_figure4(report.figure, out / "figure4.png", report.settings.text_len,
+                                         report.settings.llava_tokens)
+        written["csv"] = out / "figure4.csv"
+    (out / "table1.md").write_text(markdown(report), encoding="utf-8")
+    written["markdown"] = out / "table1.md"
+    return written
 
 
-def flops_config(llm: str, rank: int | None, slots: int | None, types: str | None):
-    """The model the FLOPs are about: a preset, or an LLM config.json on the paper's vision and generator;
-    rank, k (every d/k-th block) and types overridden."""
+def flops_config(llm: str, overrides: Sequence[str] = ()) -> ModelConfig:
+    """The VLoRA model the FLOPs are about: a VLoRA preset, or an LLM config.json on the paper's vision
+    tower and generator; then the dotted `overrides` (`--set connector.rank=16`)."""
     import json
     from pathlib import Path
 
     from vlora.config import LLMConfig
     from vlora.errors import ConfigError
+    from vlora.overrides import apply_overrides
 
     path = Path(llm)
     if path.suffix == ".json" or path.is_file():
@@ -202,12 +252,10 @@ def flops_config(llm: str, rank: int | None, slots: int | None, types: str | Non
         if not isinstance(fields, dict):
             raise ConfigError(f"LLM config {path}: expected a JSON object of Llama fields, found a {type(fields).__name__}")
         config = preset("vlora-7b")
-        config = type(config)(LLMConfig.from_hf_dict(fields), config.vision, config.connector)
+        config = ModelConfig(LLMConfig.from_hf_dict(fields), config.vision, config.connector)
     else:
         config = preset(llm)
-    changes = {k: v for k, v in (("rank", rank), ("types", types)) if v is not None}
-    if slots is not None:
-        if config.llm.num_layers % slots:
-            raise ConfigError(f"--slots {slots} does not divide the LLM's {config.llm.num_layers} layers")
-        changes["skip"] = config.llm.num_layers // slots
-    return config.replace(connector=changes) if changes else config
+        if config.space is not Space.PARAMETER:
+            raise ConfigError(f"--llm {llm}: a VLoRA preset or an LLM config.json (the report builds LLaVA and the "
+                              "Q-Former on the same LLM and vision tower)")
+    return apply_overrides(config, overrides)

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 from reference.official_vlora import OfficialTinyConfig, official_config_json, random_official_state_dict
 
-from vlora.config import preset
 from vlora.model import MultimodalLM, build_model
+from vlora.presets import preset
 from vlora.tokenizer import build_tiny_tokenizer
 
 torch.set_num_threads(2)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from conftest import make_image, randomize_w_s
 
-from evalsuite.adapter import Failure, MultimodalAdapter, Request
-from evalsuite.registry import MODELS, apply_overrides, create_model
+from evalsuite.adapter import Failure, ModelCard, Request
+from evalsuite.multimodal import MultimodalAdapter
+from evalsuite.registry import MODELS, create_model
 from vlora.checkpoints import save_model
-from vlora.config import preset
+from vlora.config import Space
 from vlora.errors import ConfigError, InputError
 from vlora.model import build_model
+from vlora.presets import preset
 
 TINY = ["vlora-tiny", "llava-tiny", "llava-qformer-tiny"]
 
@@ -72,12 +76,12 @@ def test_loglikelihood_matches_an_independent_sum(name, images):
 
 
 def test_loglikelihood_prefers_the_forced_answer(images):
-    """A model whose LM head favours one token scores the choice made of it highest."""
+    """A model whose LM head favours the tokens of one choice scores that choice highest."""
     adapter = _adapter("llava-tiny")
-    token = adapter.model.tokenizer.convert_tokens_to_ids("B")
+    tokens = adapter.model.tokenizer(" B", add_special_tokens=False).input_ids  # "▁", "B" or "▁B"
 
     def favour_b(module, args, logits):
-        logits[..., token] += 30.0
+        logits[..., tokens] += 30.0
         return logits
 
     handle = adapter.model.llm.lm_head.register_forward_hook(favour_b)
@@ -102,10 +106,10 @@ def test_one_bad_request_does_not_lose_the_others(name, images, tmp_path):
     assert answers[0] == adapter.generate([good[0]])[0] and answers[3] == adapter.generate([good[1]])[0]
     assert isinstance(answers[1], Failure) and "does not exist" in answers[1].message
     assert isinstance(answers[2], Failure) and "cannot be decoded" in answers[2].message
-    if adapter.card.space == "tokens":
+    if adapter.card.space is Space.INPUT:
         assert isinstance(answers[4], Failure) and answers[4].message.startswith("request mismatch:")
     scores = adapter.loglikelihood(mixed)
-    assert scores[0] == adapter.loglikelihood([good[0]])[0]
+    assert scores[0] == pytest.approx(adapter.loglikelihood([good[0]])[0], abs=1e-4)  # other padding, same numbers
     assert isinstance(scores[1], Failure) and isinstance(scores[2], Failure)
 
 
@@ -115,24 +119,23 @@ def test_vlora_refuses_two_images_per_request(images):
     assert isinstance(result, Failure) and "one image per sample" in result.message
 
 
-@pytest.mark.parametrize("name,space,tokens", [("vlora-tiny", "weights", 0), ("llava-tiny", "tokens", 16),
-                                                ("llava-qformer-tiny", "tokens", 8)])
+@pytest.mark.parametrize("name,space,tokens", [("vlora-tiny", Space.PARAMETER, 0), ("llava-tiny", Space.INPUT, 16),
+                                                ("llava-qformer-tiny", Space.INPUT, 8)])
 def test_card_describes_the_model(name, space, tokens):
     adapter = create_model(name)
     card = adapter.card
     assert (card.name, card.space, card.visual_tokens) == (name, space, tokens)
     assert card.parameters == adapter.model.parameter_counts()
-    assert card.config["connector"]["kind"] == MODELS[name].kind
-    assert card.config["llm"]["hidden_size"] == 64
+    assert card.config == adapter.model.config and card.kind == MODELS[name].kind
+    assert card.config.llm.hidden_size == 64
     assert card.prompt_style("MCQ") == "llava_mcq" and card.prompt_style("Y/N") == "dataset"
+    assert ModelCard.from_dict(json.loads(json.dumps(card.to_dict()))) == card  # what run.json stores reads back
 
 
-def test_overrides_flat_and_by_section():
-    config = apply_overrides(preset("vlora-tiny"), {"rank": 8, "types": "qk", "llm": {"num_layers": 2}})
-    assert (config.connector.rank, config.connector.types, config.llm.num_layers) == (8, "qk", 2)
-    assert create_model("vlora-tiny", rank=2).model.connector.rank == 2
-    with pytest.raises(ConfigError, match="unknown model setting 'ranq'"):
-        create_model("vlora-tiny", ranq=2)
+def test_create_model_takes_dotted_overrides():
+    assert create_model("vlora-tiny", overrides=["connector.rank=2"]).model.connector.rank == 2
+    with pytest.raises(ConfigError, match="'ranq' is not a setting of a vlora model; did you mean connector.rank"):
+        create_model("vlora-tiny", overrides=["ranq=2"])
 
 
 def test_registry_errors(tmp_path):
@@ -144,8 +147,8 @@ def test_registry_errors(tmp_path):
     with pytest.raises(InputError, match="holds a LLaVA-v1.5 model, not VLoRA .*use --model llava-v1.5$"):
         create_model("vlora", tmp_path / "llava")
     assert create_model("llava-v1.5", tmp_path / "llava").card.kind == "llava"
-    with pytest.raises(ConfigError, match="apply to random models"):
-        create_model("llava-v1.5", tmp_path / "llava", rank=3)
+    with pytest.raises(ConfigError, match="a checkpoint's configuration is fixed"):
+        create_model("llava-v1.5", tmp_path / "llava", overrides=["connector.rank=3"])
 
 
 def test_merged_mode_runs_one_request_at_a_time(images):

@@ -11,9 +11,9 @@ from conftest import make_image
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
 from vlora.checkpoints import describe, detect, llava_hf, llava_original, load_model, save_model
-from vlora.config import preset
 from vlora.errors import InputError
 from vlora.model import build_model
+from vlora.presets import preset
 from vlora.tokenizer import build_tiny_tokenizer
 
 IMAGE_ID = 1000  # the tiny llava-hf's image token (32000 in llava-1.5-7b-hf)
@@ -35,7 +35,7 @@ def _hf_logits(hf, model, batch, row):
     """transformers' logits for one row of our batch: image slots hold the image token."""
     keep = batch.attention_mask[row].bool()
     ids = batch.input_ids[row][keep].clone()
-    ids[batch.image_slots[row][keep]] = IMAGE_ID
+    ids[batch.image_positions[row][keep]] = IMAGE_ID
     pixels = batch.pixel_values[batch.image_owner == row]
     with torch.no_grad():
         return hf(input_ids=ids[None], pixel_values=pixels, attention_mask=torch.ones_like(ids)[None]).logits[0]
@@ -56,7 +56,7 @@ def test_llava_hf_layout_matches_transformers(hf_llava, tmp_path):
     build_tiny_tokenizer().save_pretrained(tmp_path / "hf")
     assert detect(tmp_path / "hf") is llava_hf
     model = load_model(tmp_path / "hf").eval()
-    assert model.config.kind == "llava" and model.connector.visual_tokens == 16
+    assert model.config.kind == "llava" and model.config.visual_tokens == 16
     _check_parity(hf_llava, model)
 
 
@@ -191,4 +191,4 @@ def test_token_connectors_need_matching_placeholders(images):
     with pytest.raises(InputError, match=r"sample 1: the prompt has 1 <image> placeholder\(s\) but 0 image"):
         model.prepare([model.prompt("A?"), model.prompt("B?")], [images[0], None])
     two = model.prepare([model.template.prompt("<image>\n<image>\nCompare.")], [[images[0], images[1]]])
-    assert two.image_slots.sum() == 32 and two.pixel_values.shape[0] == 2
+    assert two.image_positions.sum() == 32 and two.pixel_values.shape[0] == 2

@@ -97,8 +97,8 @@ def test_generate_with_a_tiny_model_name(tmp_path):
 
 
 def test_wrong_kind_of_checkpoint_is_one_line(tmp_path):
-    from vlora.config import preset
     from vlora.model import build_model
+    from vlora.presets import preset
 
     save_model(build_model(preset("llava-qformer-tiny"), seed=0), tmp_path / "qformer")
     result = runner.invoke(app, ["generate", "--model", "vlora", "--checkpoint", str(tmp_path / "qformer"),

@@ -23,7 +23,8 @@ from flops.analytic import (
 )
 from flops.counted import count, count_llm, count_model, fvcore_count, meta_llm
 from flops.report import FlopsSettings, headline, table1_rows
-from vlora.config import LLMConfig, ModelConfig, preset
+from vlora.config import LLMConfig, ModelConfig
+from vlora.presets import preset
 
 D, H, C, K, R = 32, 4096, 32, 8, 64
 
@@ -150,7 +151,29 @@ def test_flops_command_json_and_plot(tmp_path):
 
 def test_flops_command_generator_settings():
     runner = CliRunner()
-    out = json.loads(runner.invoke(app, ["flops", "--rank", "16", "--slots", "4", "--json"]).stdout)
+    result = runner.invoke(app, ["flops", "--set", "connector.rank=16", "--set", "connector.skip=8", "--json"])
+    out = json.loads(result.stdout)
     assert out["headline"]["vlora_gflops"] == pytest.approx(paper_vlora_inference(32, D, H, 4, 16, False) / 1e9)
-    bad = runner.invoke(app, ["flops", "--slots", "5"])
-    assert bad.exit_code == 2 and "does not divide" in " ".join(bad.output.split())
+    bad = runner.invoke(app, ["flops", "--set", "connector.skip=64"])
+    assert bad.exit_code == 2 and "exceeds the LLM's 32 layers" in " ".join(bad.output.split())
+
+
+def test_flops_report_uses_the_configured_visual_tokens():
+    out = json.loads(CliRunner().invoke(app, ["flops", "--llm", "vlora-tiny", "--json"]).stdout)
+    tiny = preset("vlora-tiny")
+    assert out["headline"]["llava_tokens"] == tiny.vision.num_patches == 16
+    llava = next(r for r in out["architecture_exact"] if r["model"] == "LLaVA-v1.5")
+    assert llava["visual_tokens"] == 16
+    assert llava["llm"] == pytest.approx(llm_prefill(tiny.llm, 32 + 16).total / 1e9)
+
+
+def test_each_count_is_made_once(monkeypatch, tmp_path):
+    import flops.counted
+
+    calls = []
+    real = flops.counted.count_model
+    monkeypatch.setattr(flops.counted, "count_model", lambda *a, **k: calls.append(a) or real(*a, **k))
+    result = CliRunner().invoke(app, ["flops", "--llm", "vlora-tiny", "--count", "--plot", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == len(set(calls)) == 5  # LLaVA, Q-Former, VLoRA x 3 modes: each once
+    assert (tmp_path / "figure4.png").is_file() and (tmp_path / "table1.md").is_file()

@@ -83,8 +83,8 @@ def test_zero_visual_tokens(tiny_model, images):
     with_image = tiny_model.prepare([prompt], images[:1])
     assert with_image.input_ids.shape[1] == text_tokens + 1
     assert tiny_model.prepare([prompt], images[1:2]).input_ids.shape == with_image.input_ids.shape
-    assert with_image.image_slots.sum() == 1
-    assert with_image.attention_mask[with_image.image_slots].sum() == 0
+    assert with_image.image_positions.sum() == 1
+    assert with_image.attention_mask[with_image.image_positions].sum() == 0
 
 
 def test_placeholder_without_image_is_an_error(tiny_model):

@@ -31,7 +31,7 @@ def _features_and_batch(model, prompts, images):
 
 
 def _ids_with_placeholder(batch):
-    return batch.input_ids.masked_fill(batch.image_slots, IMAGE_TOKEN_INDEX)
+    return batch.input_ids.masked_fill(batch.image_positions, IMAGE_TOKEN_INDEX)
 
 
 @pytest.mark.parametrize("weights_sep", [True, False])
@@ -64,7 +64,7 @@ def test_official_logits_match_reference(tmp_path, shards, safetensors):
     batch, features = _features_and_batch(model, prompts, [make_image(4), make_image(5, (30, 80)), None])
     with torch.no_grad():
         ours = model(batch).logits
-    content = batch.attention_mask.bool() | batch.image_slots
+    content = batch.attention_mask.bool() | batch.image_positions
     ref = reference_logits(state, OFFICIAL_TINY, _ids_with_placeholder(batch), content.long(), features)
     valid = batch.attention_mask.bool()
     torch.testing.assert_close(ours[valid], ref[valid], rtol=1e-4, atol=1e-4)

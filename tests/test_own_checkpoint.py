@@ -38,8 +38,9 @@ def test_official_export_round_trip(tiny_config, images, tmp_path, shared):
     from conftest import randomize_w_s
 
     from vlora.model import build_model
+    from vlora.overrides import apply_overrides
 
-    model = randomize_w_s(build_model(tiny_config.replace(connector={"shared": shared}), seed=2)).eval()
+    model = randomize_w_s(build_model(apply_overrides(tiny_config, {"connector.shared": shared}), seed=2)).eval()
     official_vlora.export(model, tmp_path / "off", tmp_path / "clip")
     assert detect(tmp_path / "off") is official_vlora
     keys = load_file(str(tmp_path / "off" / "model.safetensors"))

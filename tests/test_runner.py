@@ -12,8 +12,10 @@ from evalsuite.adapter import ModelCard, Request
 from evalsuite.benchmarks import benchmark
 from evalsuite.data import load_benchmark_data
 from evalsuite.predictions import read_records
-from evalsuite.runner import RunOptions, environment_shard, finish, parse_shard, run_benchmark
+from evalsuite.runner import RunOptions, finish, parse_shard, run_benchmark
 from vlora.errors import ConfigError, VLoRAEvalError
+from vlora.placement import Process
+from vlora.presets import preset
 
 
 class OracleAdapter:
@@ -22,8 +24,8 @@ class OracleAdapter:
     def __init__(self, answers: dict[str, str], wrong=(), kill_after: int | None = None, max_images=None):
         self.answers, self.wrong, self.kill_after = answers, set(wrong), kill_after
         self.calls, self.seen = 0, []
-        self.card = ModelCard(name="oracle", kind="llava", space="tokens", visual_tokens=1, parameters={"llm": 1},
-                              config={"connector": {"kind": "llava"}}, max_images=max_images)
+        config = preset("vlora-tiny" if max_images == 1 else "llava-tiny")  # VLoRA takes one image per request
+        self.card = ModelCard(name="oracle", config=config, parameters={"llm": 1})
 
     def _tick(self, requests):
         self.calls += 1
@@ -152,9 +154,8 @@ def test_shard_parsing_and_environment(monkeypatch):
         parse_shard("4/4")
     with pytest.raises(ConfigError, match="is not i/n"):
         parse_shard("half")
-    monkeypatch.setenv("WORLD_SIZE", "8")
-    monkeypatch.setenv("RANK", "3")
-    assert environment_shard() == (3, 8)
+    assert Process.from_environment({"WORLD_SIZE": "8", "RANK": "3", "LOCAL_RANK": "1"}).shard == (3, 8)
+    assert Process.from_environment({}).shard == (0, 1)
     with pytest.raises(ConfigError, match="unknown answer mode"):
         RunOptions(answer_mode="vibes")
 

@@ -8,7 +8,8 @@ import sys
 import pytest
 from conftest import make_image
 
-from evalsuite.adapter import Request, message_to_request
+from evalsuite.adapter import Request
+from evalsuite.messages import message_to_request
 from evalsuite.prompts import dataset_type, llava_mcq_prompt
 from evalsuite.vlmevalkit import VLMEvalKitModel, normalise_message
 from vlora.errors import InputError

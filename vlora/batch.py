@@ -1,9 +1,10 @@
-"""A batch for the multimodal model: left-padded ids, image slots, explicit positions, pixels.
+"""A batch for the multimodal model: left-padded ids, image positions, explicit position ids, pixels.
 
-Each `<image>` placeholder (IMAGE_TOKEN_INDEX) becomes the connector's number of slots: the
-visual tokens of a token-space connector (attended, filled with projected features), or one
-masked slot for VLoRA (the official release embeds it as `<unk>` and masks it out of attention).
-Positions are the content index, so a left-padded row computes exactly as it would alone.
+Each `<image>` placeholder (IMAGE_TOKEN_INDEX) becomes `config.positions_per_image` input positions:
+the L visual tokens of an input-space connector (attended, filled with projected features), or one
+masked position for VLoRA (the official release embeds it as `<unk>` and masks it out of attention).
+Position ids are the content index, so a left-padded row computes exactly as it would alone.
+Shapes: n samples, s positions.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from vlora.config import VisionConfig
+from vlora.config import ModelConfig, Space
 from vlora.errors import InputError
 from vlora.prompting import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from vlora.vision import preprocess_images
@@ -24,14 +25,14 @@ ImageInput = Image.Image | Sequence[Image.Image] | None  # the images of one sam
 
 @dataclass
 class MultimodalBatch:
-    input_ids: torch.Tensor  # [B, L], image slots hold the pad id
-    attention_mask: torch.Tensor  # [B, L], 0 at padding (and at VLoRA's masked placeholder)
-    position_ids: torch.Tensor  # [B, L], content index
-    image_slots: torch.Tensor  # [B, L] bool, where the placeholders were expanded
-    pixel_values: torch.Tensor | None  # [N, 3, S, S], the images that are used, sample by sample
+    input_ids: torch.Tensor  # [n, s], image positions hold the pad id
+    attention_mask: torch.Tensor  # [n, s], 0 at padding (and at VLoRA's masked placeholder)
+    position_ids: torch.Tensor  # [n, s], content index
+    image_positions: torch.Tensor  # [n, s] bool, where the placeholders were expanded
+    pixel_values: torch.Tensor | None  # [N, 3, S, S], the N images that are used, sample by sample
     image_owner: torch.Tensor  # [N], the sample each image belongs to
-    has_image: torch.Tensor  # [B] bool: the sample uses an image
-    labels: torch.Tensor | None = None  # [B, L], IGNORE_INDEX where nothing is learned
+    has_image: torch.Tensor  # [n] bool: the sample uses an image
+    labels: torch.Tensor | None = None  # [n, s], IGNORE_INDEX where nothing is learned
 
     def to(self, device: torch.device) -> MultimodalBatch:
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
@@ -44,10 +45,10 @@ def _as_list(images: ImageInput) -> list[Image.Image]:
     return [images] if isinstance(images, Image.Image) else list(images)
 
 
-def check_images(label: str, placeholders: int, images: int, space: str) -> bool:
+def check_images(label: str, placeholders: int, images: int, space: Space) -> bool:
     """Whether a sample uses its images; a clear error (naming `label`) when placeholders and images
     disagree for the connector's space."""
-    if space == "weights":
+    if space is Space.PARAMETER:
         if images > 1:
             raise InputError(f"{label}: VLoRA takes one image per sample, got {images}")
         if placeholders and not images:
@@ -59,12 +60,12 @@ def check_images(label: str, placeholders: int, images: int, space: str) -> bool
     return bool(images)
 
 
-def collate(sequences: Sequence[Sequence[int]], images: Sequence[ImageInput], *, pad_id: int, space: str,
-            visual_tokens: int, vision: VisionConfig, labels: Sequence[Sequence[int]] | None = None) -> MultimodalBatch:
+def collate(sequences: Sequence[Sequence[int]], images: Sequence[ImageInput], *, pad_id: int, config: ModelConfig,
+            labels: Sequence[Sequence[int]] | None = None) -> MultimodalBatch:
     """Token-id lists (IMAGE_TOKEN_INDEX marks each image) and their images -> a left-padded batch."""
     if len(sequences) != len(images):
         raise InputError(f"got {len(sequences)} prompts but {len(images)} image entries")
-    slots = max(1, visual_tokens)
+    per_image, space = config.positions_per_image, config.space
     rows, row_labels, used, owner, has_image = [], [], [], [], []
     for row, seq in enumerate(sequences):
         pictures = _as_list(images[row])
@@ -76,9 +77,9 @@ def collate(sequences: Sequence[Sequence[int]], images: Sequence[ImageInput], *,
         lab = labels[row] if labels is not None else [IGNORE_INDEX] * len(seq)
         expanded, expanded_labels = [], []
         for token, target in zip(seq, lab, strict=True):
-            n = slots if token == IMAGE_TOKEN_INDEX else 1
-            expanded += [token] * n
-            expanded_labels += [IGNORE_INDEX if token == IMAGE_TOKEN_INDEX else target] * n
+            width = per_image if token == IMAGE_TOKEN_INDEX else 1
+            expanded += [token] * width
+            expanded_labels += [IGNORE_INDEX if token == IMAGE_TOKEN_INDEX else target] * width
         rows.append(expanded)
         row_labels.append(expanded_labels)
 
@@ -91,15 +92,15 @@ def collate(sequences: Sequence[Sequence[int]], images: Sequence[ImageInput], *,
         ids[row, start:] = torch.tensor(seq, dtype=torch.long)
         label_ids[row, start:] = torch.tensor(lab, dtype=torch.long)
         content[row, start:] = True
-    image_slots = ids == IMAGE_TOKEN_INDEX
-    ids[image_slots] = pad_id
-    attended = content & ~image_slots if space == "weights" else content
+    image_positions = ids == IMAGE_TOKEN_INDEX
+    ids[image_positions] = pad_id
+    attended = content & ~image_positions if space is Space.PARAMETER else content
     return MultimodalBatch(
         input_ids=ids,
         attention_mask=attended.long(),
         position_ids=(content.long().cumsum(-1) - 1).clamp(min=0),
-        image_slots=image_slots,
-        pixel_values=preprocess_images(used, vision) if used else None,
+        image_positions=image_positions,
+        pixel_values=preprocess_images(used, config.vision) if used else None,
         image_owner=torch.tensor(owner, dtype=torch.long),
         has_image=torch.tensor(has_image, dtype=torch.bool),
         labels=label_ids if labels is not None else None,

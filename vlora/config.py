@@ -1,8 +1,10 @@
 """Typed, validated configurations: the LLM, the vision tower, the perceptual weights generator.
 
-Configs are frozen dataclasses checked at construction; YAML, JSON and CLI flags become these at the
-edge (`from_dict`). The presets at the bottom are data: the paper's VLoRA-7B and tiny random
-configurations for tests and demos.
+Configs are frozen dataclasses checked at construction; JSON becomes these at the edge (`from_dict`),
+and `vlora.overrides.apply_overrides` is the one way to change one (dotted keys, as `--set` and sweep files give them).
+Facts derived from a configuration (k, the receiving layers, output widths, positions per image, the
+input / parameter space fork) are defined once on `ModelConfig` and read everywhere. Presets:
+vlora/presets.py.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from vlora.errors import ConfigError
 WEIGHT_TYPES = "qkvom"  # the five weight types of a decoder block (paper Sect. 3): q, k, v, o and m = MLP
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class Space(str, Enum):
+    """The paper's Fig. 1 fork: where visual features enter the LLM."""
+
+    INPUT = "input"  # input-space alignment: visual tokens in the input (LLaVA's projector, the Q-Former)
+    PARAMETER = "parameter"  # parameter-space alignment: perceptual weights in the blocks (VLoRA)
 
 
 class ExecutionMode(str, Enum):
@@ -152,6 +161,7 @@ class GeneratorConfig:
     """
 
     kind: ClassVar[str] = "vlora"
+    space: ClassVar[Space] = Space.PARAMETER
     types: str = "qkvom"  # which weights get perceptual weights, in generator order (gen.{i} = types[i])
     rank: int = 64  # r
     alpha: float | None = 64.0  # B is scaled by alpha / rank; None = scale 1 (official)
@@ -159,8 +169,8 @@ class GeneratorConfig:
     hidden: int = 512  # h_p
     heads: int = 16  # attention heads of the generator (hard-coded 16 in the official code)
     mlp_ratio: int = 4
-    skip: int = 4  # official placement: layer l receives slot l // skip when (l + 1) % skip == 0
-    layers: tuple[int, ...] | None = None  # explicit receiving layers (overrides skip), slot = position
+    skip: int = 4  # official placement: layer l receives query l // skip when (l + 1) % skip == 0
+    layers: tuple[int, ...] | None = None  # explicit receiving layers (overrides skip), in query order
     shared: bool = False  # one generator (with k * len(types) queries) for all types
 
     def __post_init__(self) -> None:
@@ -180,7 +190,8 @@ class GeneratorConfig:
         return 1.0 if self.alpha is None else self.alpha / self.rank
 
     def target_layers(self, num_layers: int) -> tuple[int, ...]:
-        """LLM blocks that receive perceptual weights; slot s of each type goes to target_layers[s]."""
+        """The placement rule (read it through `ModelConfig.receiving_layers`): the LLM blocks that
+        receive perceptual weights; query j of each type goes to block target_layers[j]."""
         if self.layers is not None:
             bad = [layer for layer in self.layers if not 0 <= layer < num_layers]
             _check(not bad, f"generator.layers {bad} lie outside the LLM's {num_layers} layers")
@@ -195,6 +206,7 @@ class ProjectorConfig:
     """LLaVA-v1.5's connector (`mlp2x_gelu`): Linear(d_v, h) -> GELU -> Linear(h, h), one token per patch."""
 
     kind: ClassVar[str] = "llava"
+    space: ClassVar[Space] = Space.INPUT
 
 
 @dataclass(frozen=True)
@@ -203,6 +215,7 @@ class QFormerConfig:
     with the generator's blocks and hidden size, `queries` learnable queries, then a linear to h."""
 
     kind: ClassVar[str] = "llava-qformer"
+    space: ClassVar[Space] = Space.INPUT
     queries: int = 128
     blocks: int = 8
     hidden: int = 512
@@ -232,19 +245,59 @@ class ModelConfig:
         if isinstance(self.connector, GeneratorConfig):
             self.connector.target_layers(self.llm.num_layers)  # validates placement against the LLM
 
+    # --- derived facts: defined here once, read everywhere (generator, loaders, batch, FLOPs) ------
     @property
     def kind(self) -> str:
         """"vlora", "llava" or "llava-qformer": which connector the model has."""
         return self.connector.kind
 
     @property
+    def space(self) -> Space:
+        """Input-space (visual tokens) or parameter-space (perceptual weights) alignment."""
+        return self.connector.space
+
+    @property
+    def receiving_layers(self) -> tuple[int, ...]:
+        """LLM blocks that receive perceptual weights, in query order (empty without a generator)."""
+        if not isinstance(self.connector, GeneratorConfig):
+            return ()
+        return self.connector.target_layers(self.llm.num_layers)
+
+    @property
+    def k(self) -> int:
+        """k: perceptual queries per weight type = LLM blocks that receive weights (8 for VLoRA-7B)."""
+        return len(self.receiving_layers)
+
+    @property
+    def weight_widths(self) -> dict[str, int]:
+        """Output width of the weight each type modifies (k_proj / v_proj shrink under grouped-query
+        attention; m is a parallel h x h branch around the MLP)."""
+        h, kv = self.llm.hidden_size, self.llm.kv_size
+        return {"q": h, "k": kv, "v": kv, "o": h, "m": h}
+
+    @property
+    def query_layout(self) -> tuple[int, int]:
+        """(query decoders, queries per decoder) of the generator: one decoder of k queries per type,
+        or one shared decoder of k * types queries."""
+        g = self.connector
+        if not isinstance(g, GeneratorConfig):
+            raise ConfigError(f"a {self.kind} model has no perceptual weights generator")
+        return (1, self.k * len(g.types)) if g.shared else (len(g.types), self.k)
+
+    @property
     def visual_tokens(self) -> int:
-        """Visual tokens one image adds to the LLM's input (576 / 128 / 0 at paper scale)."""
+        """Visual tokens one image adds to the LLM's input: L (576 / 128 at paper scale), 0 for VLoRA."""
         if isinstance(self.connector, ProjectorConfig):
             return self.vision.num_patches
         if isinstance(self.connector, QFormerConfig):
             return self.connector.queries
         return 0
+
+    @property
+    def positions_per_image(self) -> int:
+        """Input positions one `<image>` placeholder takes: its L visual tokens, or VLoRA's one masked
+        position (the official model keeps the placeholder as a masked `<unk>`)."""
+        return self.visual_tokens if self.space is Space.INPUT else 1
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -260,13 +313,6 @@ class ModelConfig:
             raise ConfigError(f"unknown connector kind {kind!r}; known: {sorted(CONNECTORS)}")
         d["connector"] = _from_dict(CONNECTORS[kind], connector, "connector")
         return _from_dict(cls, d, "")
-
-    def replace(self, **sections: dict[str, Any]) -> ModelConfig:
-        """A copy with fields of some sections overridden: `cfg.replace(connector={"rank": 16})`."""
-        changed = {name: _from_dict(type(getattr(self, name)), {**dataclasses.asdict(getattr(self, name)), **v}, name)
-                   for name, v in sections.items()}
-        return dataclasses.replace(self, **changed)
-
 
 def _from_dict(cls, d: dict[str, Any], where: str):
     """Build dataclass `cls` from plain data, naming any unknown field; lists become tuples."""
@@ -297,33 +343,3 @@ def _is_tuple_hint(hint) -> bool:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return any(typing.get_origin(a) is tuple for a in typing.get_args(hint))
     return False
-
-
-# --- presets (data) -------------------------------------------------------------------------------
-TINY_VOCAB = 1024  # the project's generated tiny tokenizer fits in this
-
-_TINY_LLM = LLMConfig(hidden_size=64, intermediate_size=160, num_layers=4, num_heads=4, num_kv_heads=4,
-                      vocab_size=TINY_VOCAB, max_position_embeddings=1024)
-_TINY_VISION = VisionConfig(image_size=56, patch_size=14, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4)
-
-PRESETS: dict[str, ModelConfig] = {
-    # The paper's models: Vicuna-7B-v1.5 + CLIP-L/14-336; VLoRA with N = 8, k = 8, r = 64, h_p = 512,
-    # qkvom; LLaVA-v1.5 (576 visual tokens); the Q-Former baseline (128 queries, the generator's N, h_p).
-    "vlora-7b": ModelConfig(),
-    "llava-v1.5-7b": ModelConfig(connector=ProjectorConfig()),
-    "llava-v1.5-7b-qformer": ModelConfig(connector=QFormerConfig()),
-    # Tiny random configurations for tests and demos: milliseconds on a CPU. Same LLM and vision.
-    "vlora-tiny": ModelConfig(
-        llm=_TINY_LLM, vision=_TINY_VISION,
-        connector=GeneratorConfig(types="qkvom", rank=4, alpha=8.0, blocks=2, hidden=32, heads=4, skip=2)),
-    "llava-tiny": ModelConfig(llm=_TINY_LLM, vision=_TINY_VISION, connector=ProjectorConfig()),
-    "llava-qformer-tiny": ModelConfig(llm=_TINY_LLM, vision=_TINY_VISION,
-                                      connector=QFormerConfig(queries=8, blocks=2, hidden=32, heads=4)),
-}
-
-
-def preset(name: str) -> ModelConfig:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ConfigError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}") from None

@@ -1,7 +1,7 @@
 """KV-cached decoding with explicit positions, written once for every connector.
 
 Not `GenerationMixin.generate`: the positions must be explicit (left padding, VLoRA's masked
-placeholder slot, and the official release's cached-decoding quirk).
+placeholder position, and the official release's cached-decoding quirk).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def decode(llm: nn.Module, prefill: dict[str, torch.Tensor], attention_mask: tor
 
     pick = token_picker(sampling, attention_mask.device)
     cache = DynamicCache(config=llm.config)
-    out = llm(**prefill, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache,
+    out = llm(**prefill, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
               use_cache=True, logits_to_keep=1)
     position = position_ids[:, -1] + 1  # [B]
     if position_shift is not None:
@@ -74,7 +74,7 @@ def decode(llm: nn.Module, prefill: dict[str, torch.Tensor], attention_mask: tor
             break
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
         out = llm(input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None],
-                  past_key_values=cache, use_cache=True)
+                  cache=cache, use_cache=True)
         position = position + 1
     new = torch.stack(steps, dim=1).tolist()  # [B, T]
     return [row[:row.index(eos)] if stop_at_eos and eos in row else row for row in new]

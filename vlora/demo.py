@@ -15,9 +15,9 @@ import torch
 from PIL import Image, ImageDraw
 
 from vlora.checkpoints import CheckpointReport, describe, load_model, official_vlora, save_model
-from vlora.config import preset
 from vlora.model import build_model
 from vlora.perceptual_weights import ExecutionMode
+from vlora.presets import preset
 
 
 def shapes_image(colour: str, shape: str, size: int = 96) -> Image.Image:
@@ -42,9 +42,9 @@ def _max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max())
 
 
-def run_demo(out: Path, seed: int = 0) -> DemoReport:
+def run_demo(out: Path, seed: int = 0, device: torch.device | str = "cpu") -> DemoReport:
     out = Path(out)
-    model = build_model(preset("vlora-tiny"), seed=seed).eval()
+    model = build_model(preset("vlora-tiny"), seed=seed, device=device).eval()
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # W_s starts at zero (the LLM unchanged); draw it so the image matters
         for w in model.connector.w_s.values():
@@ -53,7 +53,7 @@ def run_demo(out: Path, seed: int = 0) -> DemoReport:
     official_vlora.export(model, out / "vlora-tiny-official", out / "clip-tiny")
     save_model(model, out / "vlora-tiny")
     reports = [describe(out / "vlora-tiny-official"), describe(out / "vlora-tiny")]
-    loaded = load_model(out / "vlora-tiny-official").eval()
+    loaded = load_model(out / "vlora-tiny-official").to(device).eval()
 
     images = [shapes_image("red", "circle"), shapes_image("blue", "square")]
     prompts = [model.prompt("What is the color of the shape?")] * 2

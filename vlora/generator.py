@@ -1,8 +1,8 @@
 """The perceptual weights generator (paper Sect. 3.2, Fig. 3, Eq. 4-5).
 
-CLIP features z [B, c, d_v] -> memory [B, c, h_p] -> k perceptual queries refined by N pre-norm
-decoder blocks -> p_v [B, k, h_p] -> a shared linear to h * r gives W_v = A [B, h, r] per query
-(Eq. 4). The paired W_s = B [h_out, r] per (type, slot) is learned, image-independent and
+CLIP features z [n, c, d_v] of n samples -> memory [n, c, h_p] -> k perceptual queries refined by N
+pre-norm decoder blocks -> p_v [n, k, h_p] -> a shared linear to h * r gives W_v = A [n, h, r] per query
+(Eq. 4). The paired W_s = B [h_out, r] per (type, query) is learned, image-independent and
 zero-initialised (Eq. 5), so Delta W = B . A^T starts at zero and the LLM starts unchanged.
 
 One `QueryDecoder` per weight type (official `weights_sep=True`) or one shared decoder whose
@@ -32,7 +32,7 @@ class PerceptualDecoderBlock(nn.Module):
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
 
     def forward(self, queries: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        # queries [B, k, D], memory [B, c, D]. The calls mirror the official ones (same tensor for q, k
+        # queries [n, k, D], memory [n, c, D]. The calls mirror the official ones (same tensor for q, k
         # and v in self-attention) so torch picks the same attention kernels: bit parity is reachable.
         y = self.norm1(queries)
         queries = queries + self.self_attn(y, y, value=y)[0]
@@ -45,68 +45,51 @@ class QueryDecoder(nn.Module):
 
     def __init__(self, num_queries: int, dim: int, heads: int, blocks: int, mlp_ratio: int, head_out: int):
         super().__init__()
-        self.queries = nn.Parameter(torch.randn(1, num_queries, dim))
+        self.queries = nn.Parameter(torch.zeros(1, num_queries, dim))  # drawn by vlora/initialization.py
         self.decoders = nn.ModuleList(PerceptualDecoderBlock(dim, heads, mlp_ratio) for _ in range(blocks))
         self.norm = nn.LayerNorm(dim)
         self.weights_head = nn.Linear(dim, head_out)  # W_share in Eq. 4
 
     def forward(self, memory: torch.Tensor) -> torch.Tensor:
-        q = self.queries.expand(memory.shape[0], -1, -1)  # [B, k, D]
+        q = self.queries.expand(memory.shape[0], -1, -1)  # [n, k, D]
         for block in self.decoders:
             q = block(q, memory)
-        return self.weights_head(self.norm(q))  # [B, k, h * r]
+        return self.weights_head(self.norm(q))  # [n, k, h * r]
 
 
 class PerceptualWeightsGenerator(nn.Module):
     """Connector of parameter-space alignment: CLIP features -> `PerceptualWeights` for the LLM."""
-
-    space = "weights"  # the connector fork: this one returns weights, not visual tokens
-    visual_tokens = 0  # the placeholder stays one masked slot
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         g, llm, vision = config.connector, config.llm, config.vision
         self.config = config
         self.types = g.types
-        self.layers = g.target_layers(llm.num_layers)
+        self.layers = config.receiving_layers
         self.rank, self.scale, self.in_dim = g.rank, g.scale, llm.hidden_size
-        k = len(self.layers)
         self.visual_proj = nn.Linear(vision.hidden_size, g.hidden)
-        self.pos_embed = nn.Parameter(torch.randn(1, vision.num_patches, g.hidden))
-        n_decoders, queries = (1, k * len(g.types)) if g.shared else (len(g.types), k)
+        self.pos_embed = nn.Parameter(torch.zeros(1, vision.num_patches, g.hidden))
+        decoders, queries = config.query_layout
         self.type_decoders = nn.ModuleList(
             QueryDecoder(queries, g.hidden, g.heads, g.blocks, g.mlp_ratio, llm.hidden_size * g.rank)
-            for _ in range(n_decoders)
+            for _ in range(decoders)
         )
-        # W_s (Eq. 5): one [h_out, r] matrix per (type, slot), zero-initialised.
-        out_dims = self.out_dims(config)
-        self.w_s = nn.ParameterDict({t: nn.Parameter(torch.zeros(k, out_dims[t], g.rank)) for t in g.types})
-        self._init_weights()
-
-    @staticmethod
-    def out_dims(config: ModelConfig) -> dict[str, int]:
-        """Output width of the weight each type modifies (k and v shrink under grouped-query attention)."""
-        h = config.llm.hidden_size
-        return {"q": h, "k": config.llm.kv_size, "v": config.llm.kv_size, "o": h, "m": h}
-
-    def _init_weights(self) -> None:
-        # Official init: linears trunc-normal(0.02) with zero bias, LayerNorm 1/0, queries and positions
-        # standard normal, attention in-projections keep torch's xavier init, W_s zero.
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                nn.init.zeros_(module.bias)
+        # W_s (Eq. 5): one [h_out, r] matrix per (type, query), zero-initialised.
+        widths = config.weight_widths
+        self.w_s = nn.ParameterDict({t: nn.Parameter(torch.zeros(config.k, widths[t], g.rank)) for t in g.types})
+        # Random values are drawn by vlora/initialization.py (the official rules) from a local generator.
 
     def forward(self, features: torch.Tensor, has_image: torch.Tensor) -> PerceptualWeights:
-        """features [B, c, d_v] (CLIP patches); has_image [B] bool: False rows get A = 0 (official)."""
-        memory = self.visual_proj(features) + self.pos_embed  # [B, c, D]
-        batch, k = features.shape[0], len(self.layers)
-        heads = [decoder(memory) for decoder in self.type_decoders]  # [B, k or k*T, h*r] each
-        per_type = torch.cat(heads, dim=1).view(batch, len(self.types), k, self.in_dim, self.rank)
-        per_type = per_type * has_image.to(per_type.dtype).view(batch, 1, 1, 1, 1)  # [B, T, k, h, r]
+        """features [n, c, d_v] (CLIP patches of n samples); has_image [n] bool: False rows get A = 0
+        (official)."""
+        memory = self.visual_proj(features) + self.pos_embed  # [n, c, D]
+        n, k = features.shape[0], len(self.layers)
+        heads = [decoder(memory) for decoder in self.type_decoders]  # [n, k or k*T, h*r] each
+        per_type = torch.cat(heads, dim=1).view(n, len(self.types), k, self.in_dim, self.rank)
+        per_type = per_type * has_image.to(per_type.dtype).view(n, 1, 1, 1, 1)  # [n, T, k, h, r]
         a, b = {}, {}
         for i, t in enumerate(self.types):
-            for slot, layer in enumerate(self.layers):
-                a[layer, t] = per_type[:, i, slot]  # W_v = A [B, h, r]
-                b[layer, t] = self.scale * self.w_s[t][slot]  # (alpha / r) W_s = B [h_out, r]
+            for query, layer in enumerate(self.layers):
+                a[layer, t] = per_type[:, i, query]  # W_v = A [n, h, r]
+                b[layer, t] = self.scale * self.w_s[t][query]  # (alpha / r) W_s = B [h_out, r]
         return PerceptualWeights(a=a, b=b)

@@ -1,7 +1,8 @@
 """Perceptual weights and how they enter an unmodified Hugging Face Llama (paper Eq. 3 / 6).
 
-For a receiving block l and a type t, the generator gives A = W_v [B, h_in, r] (per sample) and
-B = (alpha/r) W_s [h_out, r] (learned), and the block computes with W_hat = W + Delta W,
+For a receiving block l and a type t, the generator gives A = W_v [n, h_in, r] (one per sample of
+the n in a batch) and B = (alpha/r) W_s [h_out, r] (learned), and the block computes with
+W_hat = W + Delta W,
 Delta W = B . A^T (nn.Linear layout [out, in]). Where it enters (official release):
   q, k, v: x = input_layernorm output, Delta added to the q/k/v_proj output;
   o:       x = attention output before o_proj, Delta added to the o_proj output;
@@ -10,7 +11,7 @@ Delta W = B . A^T (nn.Linear layout [out, in]). Where it enters (official releas
 Three execution modes give the same numbers:
   factorized  x . A . B^T as a branch (default; 4hr FLOPs per token, per-sample A in a batch)
   merged      W <- W + B . A^T in place for one image, restored afterwards (m stays a branch)
-  delta       the explicit Delta W [B, out, in] as a branch (the paper's training accounting)
+  delta       the explicit Delta W [n, out, in] as a branch (the paper's training accounting)
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ MODULE_OF_TYPE = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_a
 
 @dataclass
 class PerceptualWeights:
-    """A [B, h_in, r] and B [h_out, r] for every (layer, type) that receives perceptual weights."""
+    """A [n, h_in, r] and B [h_out, r] for every (layer, type) that receives perceptual weights."""
 
     a: dict[tuple[int, str], torch.Tensor]
     b: dict[tuple[int, str], torch.Tensor]
@@ -43,26 +44,18 @@ class PerceptualWeights:
     def keys(self) -> list[tuple[int, str]]:
         return sorted(self.a)
 
-    def delta(self, layer: int, type_: str) -> torch.Tensor:
-        """Delta W = B . A^T, [B, h_out, h_in] (Eq. 5)."""
-        return torch.matmul(self.b[layer, type_], self.a[layer, type_].transpose(1, 2))
-
-    def select(self, rows: torch.Tensor | list[int]) -> PerceptualWeights:
-        """The weights of some samples of the batch (B is shared)."""
-        return PerceptualWeights(a={k: v[rows] for k, v in self.a.items()}, b=dict(self.b))
-
 
 def _branch_hook(a: torch.Tensor, b: torch.Tensor, mode: ExecutionMode):
     """A forward hook that adds the perceptual-weights branch to a module's output."""
-    delta = torch.matmul(b, a.transpose(1, 2)) if mode is ExecutionMode.DELTA else None  # [B, out, in]
+    delta = torch.matmul(b, a.transpose(1, 2)) if mode is ExecutionMode.DELTA else None  # [n, out, in]
 
     def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-        x = args[0]  # [B, L, h_in]
+        x = args[0]  # [n, s, h_in] (s positions)
         if x.shape[0] != a.shape[0]:
             raise InputError(f"perceptual weights were made for {a.shape[0]} samples, the LLM got {x.shape[0]}")
         if delta is not None:
-            return output + torch.matmul(x, delta.transpose(1, 2).to(x.dtype))  # [B, L, out]
-        return output + torch.matmul(torch.matmul(x, a.to(x.dtype)), b.to(x.dtype).t())  # [B, L, r] -> [B, L, out]
+            return output + torch.matmul(x, delta.transpose(1, 2).to(x.dtype))  # [n, s, out]
+        return output + torch.matmul(torch.matmul(x, a.to(x.dtype)), b.to(x.dtype).t())  # [n, s, r] -> [n, s, out]
 
     return hook
 

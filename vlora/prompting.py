@@ -2,7 +2,7 @@
 
 The placeholder becomes one id, IMAGE_TOKEN_INDEX (-200), exactly as LLaVA's
 `tokenizer_image_token`: each text chunk is tokenised with BOS and only the first chunk keeps it.
-What the placeholder turns into is the connector's business (VLoRA: one masked slot).
+What the placeholder turns into is the connector's business (VLoRA: one masked position).
 """
 
 from __future__ import annotations

@@ -3,15 +3,21 @@
 A row's score is (answer == YOrN_Extraction(prediction)); "Unknown" is wrong. Tables are x100
 (MME: summed points), as VLMEvalKit's `_score.csv`. Where predictions are partial, what can be
 computed is, and the notes say what was left out (VLMEvalKit would raise instead).
+
+The protocols `mme` and `hallusionbench` share `YesNoProtocol`: answers are Yes / No, the prompt is the
+question verbatim (`ImageYORNDataset.build_prompt`), likelihood mode compares "Yes" and "No".
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from evalsuite.benchmarks.protocol import BenchmarkProtocol, Message, Scored, images_first
 from evalsuite.extraction import yes_no
 
 MME_PERCEPTION = ("OCR", "artwork", "celebrity", "color", "count", "existence", "landmark", "position", "posters", "scene")
@@ -25,7 +31,7 @@ def yes_no_verdicts(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def score_mme(df: pd.DataFrame, rules: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+def score_mme(df: pd.DataFrame, rules: str) -> Scored:
     """Per subtask: acc = 100 mean(score), acc+ = 100 mean over images of both questions right;
     subtask = acc + acc+ (max 200); perception and reasoning (cognition) are sums of subtasks."""
     verdicts = yes_no_verdicts(df)
@@ -64,7 +70,7 @@ def _hallusion_row(name: str, verdicts: pd.DataFrame) -> dict:
             "qAcc": _all_right(verdicts, ["l2-category", "set_id", "question_id"])}
 
 
-def score_hallusionbench(df: pd.DataFrame, rules: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+def score_hallusionbench(df: pd.DataFrame, rules: str) -> Scored:
     """aAcc over questions; fAcc over figures (l2-category, set, figure) all right; qAcc over
     questions asked of the original and edited figures (l2-category, set, question) all right."""
     verdicts = yes_no_verdicts(df)
@@ -85,3 +91,39 @@ def score_hallusionbench(df: pd.DataFrame, rules: str) -> tuple[pd.DataFrame, pd
     table = pd.DataFrame(rows)
     table["Avg"] = table[["aAcc", "fAcc", "qAcc"]].mean(axis=1)
     return verdicts, table, []
+
+
+class YesNoProtocol(BenchmarkProtocol):
+    """What the yes/no protocols share."""
+
+    type = "Y/N"
+
+    def value_problem(self, answer: Any, row: Mapping[str, Any]) -> str | None:
+        return None if answer in ("Yes", "No") else f"{answer!r} is not Yes or No"
+
+    def message(self, line: Mapping[str, Any], n_images: int, style: str) -> Message:
+        """The question verbatim after the images, whatever the style (custom prompts are MCQ only)."""
+        return images_first(n_images, str(line["question"]))
+
+    def choices(self, line: Mapping[str, Any]) -> tuple[str, ...]:
+        return ("Yes", "No")
+
+
+class MMEProtocol(YesNoProtocol):
+    """MME: `MME_rating` pairs the two questions of an image by `image_path`."""
+
+    name = "mme"
+    columns = ("category", "image_path")
+
+    def score(self, df: pd.DataFrame, rules: str) -> Scored:
+        return score_mme(df, rules)
+
+
+class HallusionBenchProtocol(YesNoProtocol):
+    """HallusionBench: `Hallusion_rating` groups by l2-category and the index's set / figure / question."""
+
+    name = "hallusionbench"
+    columns = ("category", "l2-category")
+
+    def score(self, df: pd.DataFrame, rules: str) -> Scored:
+        return score_hallusionbench(df, rules)

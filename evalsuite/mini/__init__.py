@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from evalsuite.benchmarks import benchmark
 from evalsuite.data import DataError
 from evalsuite.mini.training import write_training
 from evalsuite.mini.writers import ImageBank, write_ccbench, write_mmbench, write_mmmu, write_scienceqa
@@ -121,8 +122,7 @@ def _write_readme(out: Path, seed: int, scale: int, bank: ImageBank) -> None:
     lines += ["| file | rows | questions |", "|---|---|---|"]
     for name in BENCHMARKS:
         frame = pd.read_csv(paths[name], sep="\t")
-        circular = name in ("MMBench_DEV_EN", "CCBench")
-        questions = int((frame["index"] < 1e6).sum()) if circular else len(frame)
+        questions = benchmark(name).handler.question_count(frame)
         lines.append(f"| {paths[name].name} | {len(frame)} | {questions} |")
     images = len(list((out / "train" / "images").glob("mini_*.png")))
     for name in ("pretrain", "finetune"):

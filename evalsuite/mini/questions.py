@@ -26,8 +26,6 @@ from evalsuite.mini.world import (
 )
 
 LETTERS = "ABCDEFGHI"
-MCQ_INSTRUCTION = "Answer with the option's letter from the given choices directly."
-MCQ_INSTRUCTION_ZH = "请直接回答选项字母。"
 OPEN_INSTRUCTION = "Answer the question using a single word or phrase."
 
 
@@ -46,13 +44,10 @@ class MCQ:
     def letter(self) -> str:
         return LETTERS[self.answer]
 
-
-def llava_mcq_prompt(question: str, options: tuple[str, ...], hint: str | None = None,
-                     chinese: bool = False) -> str:
-    """LLaVA's own MCQ prompt, as VLMEvalKit's LLaVA wrapper builds it."""
-    text = f"{hint}\n{question}" if hint else question
-    text += "".join(f"\n{LETTERS[i]}. {o}" for i, o in enumerate(options))
-    return text + "\n" + (MCQ_INSTRUCTION_ZH if chinese else MCQ_INSTRUCTION)
+    @property
+    def lettered(self) -> dict[str, str]:
+        """The options under their letters, as a benchmark row holds them (columns A, B, ...)."""
+        return {LETTERS[i]: option for i, option in enumerate(self.options)}
 
 
 def make_mcq(rng: random.Random, question: str, correct: str, pool: list[str], k: int, qtype: str,

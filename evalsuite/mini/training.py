@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 
 from evalsuite.mini.claims import CLAIM_TYPES, YES_NO_SUFFIX, ask, yes_no_pair
-from evalsuite.mini.questions import MCQ_EN, MCQ_ZH, OPEN_INSTRUCTION, llava_mcq_prompt
+from evalsuite.mini.questions import MCQ_EN, MCQ_ZH, OPEN_INSTRUCTION
 from evalsuite.mini.world import (
     CELL_NAMES,
     SCENE_KINDS,
@@ -28,6 +28,7 @@ from evalsuite.mini.world import (
     text_value,
 )
 from evalsuite.mini.writers import HINTS
+from evalsuite.prompts import llava_mcq_prompt
 
 PRETRAIN_PER_SCALE = 600
 FINETUNE_PER_SCALE = 1500
@@ -101,7 +102,7 @@ def _mcq_turn(scene: Scene, rng: random.Random, chinese: bool = False) -> tuple[
         question = mcq.question
         if not chinese and rng.random() < 0.05:  # MMMU-style mention of the image
             question = f"Look at <image 1>. {question}"
-        return llava_mcq_prompt(question, mcq.options, hint, chinese), mcq.letter
+        return llava_mcq_prompt(question, mcq.lettered, hint), mcq.letter
     return None
 
 

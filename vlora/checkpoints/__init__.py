@@ -59,9 +59,23 @@ def describe(folder: str | Path, vision_tower: str | Path | None = None) -> Chec
         return CheckpointReport(path=str(folder), kind=layout.NAME, summary="unreadable checkpoint", problems=[str(e)])
 
 
+def stored_dtype(folder: str | Path) -> torch.dtype | None:
+    """The dtype a checkpoint's floating-point weights are stored in (what `--dtype auto` uses on a GPU)."""
+    from vlora.checkpoints.files import tensor_shapes, weight_files
+
+    if detect(folder) is None:
+        raise CheckpointError(f"not a checkpoint: {_why_not(Path(folder))}")
+    names = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64"}  # safetensors' names
+    for _, name in tensor_shapes(weight_files(Path(folder))[0]).values():
+        kind = getattr(torch, names.get(name, name), None)
+        if isinstance(kind, torch.dtype) and kind.is_floating_point:
+            return kind
+    return None
+
+
 def save_model(model, folder: str | Path, max_shard_size: str | int = "5GB") -> Path:
     """Save in the project's own layout (safetensors + vlora_eval.json + tokenizer)."""
     return own.save(model, folder, max_shard_size)
 
 
-__all__ = ["CheckpointReport", "LAYOUTS", "describe", "detect", "load_model", "save_model"]
+__all__ = ["CheckpointReport", "LAYOUTS", "describe", "detect", "load_model", "save_model", "stored_dtype"]

@@ -95,7 +95,7 @@ def _own(key: str, expected) -> str:
 def _skeleton(config: ModelConfig, tokenizer):
     from vlora.model import MultimodalLM
 
-    return MultimodalLM.from_config(config, tokenizer=tokenizer, empty=True)
+    return MultimodalLM.from_config(config, tokenizer=tokenizer)
 
 
 def load(folder: Path, vision_tower: str | Path | None = None, dtype: torch.dtype | None = None):

@@ -11,7 +11,7 @@ import torch
 
 from vlora.checkpoints.assemble import fill, raise_problems, shape_problems
 from vlora.checkpoints.files import iter_tensors, read_json, tensor_shapes, weight_files
-from vlora.config import LLMConfig, ModelConfig, VisionConfig
+from vlora.config import LLMConfig, ModelConfig, Space, VisionConfig
 from vlora.errors import CheckpointError, ConfigError
 
 PROJECTOR = "model.mm_projector."
@@ -97,7 +97,7 @@ def checkpoint_shapes(config: ModelConfig, to_checkpoint_state: Callable) -> dic
     """Checkpoint key -> shape for a model of this configuration (from a weightless skeleton)."""
     from vlora.model import MultimodalLM
 
-    skeleton = MultimodalLM.from_config(config, tokenizer=object(), empty=True)
+    skeleton = MultimodalLM.from_config(config, tokenizer=object())
     return {k: tuple(v.shape) for k, v in to_checkpoint_state(skeleton).items()}
 
 
@@ -109,7 +109,7 @@ def assemble(folder: Path, config: ModelConfig, vision, shapes: dict[str, tuple[
     from vlora.tokenizer import load_tokenizer
 
     raise_problems(str(folder), shape_problems(shapes, expected, ignored))
-    model = MultimodalLM.from_config(config, tokenizer=load_tokenizer(folder), vision=vision, empty=True)
+    model = MultimodalLM.from_config(config, tokenizer=load_tokenizer(folder), vision=vision)
     fill(model, tensors, str(folder), dtype, checkpoint_name=checkpoint_name)
     return model
 
@@ -138,11 +138,10 @@ def dims(config: ModelConfig, vision_source: str | None) -> dict[str, dict]:
     llm, c = config.llm, config.connector
     out = {"llm": {"hidden": llm.hidden_size, "layers": llm.num_layers, "heads": llm.num_heads,
                    "kv_heads": llm.num_kv_heads, "intermediate": llm.intermediate_size, "vocab": llm.vocab_size}}
-    if config.kind == "vlora":
+    if config.space is Space.PARAMETER:
         out["generator"] = {"types": c.types, "rank": c.rank, "alpha": c.alpha, "blocks (N)": c.blocks,
-                            "hidden (h_p)": c.hidden, "heads": c.heads,
-                            "queries (k)": len(c.target_layers(llm.num_layers)),
-                            "layers": list(c.target_layers(llm.num_layers)), "shared": c.shared}
+                            "hidden (h_p)": c.hidden, "heads": c.heads, "queries (k)": config.k,
+                            "layers": list(config.receiving_layers), "shared": c.shared}
     elif config.kind == "llava-qformer":
         out["qformer"] = {"queries": c.queries, "blocks": c.blocks, "hidden": c.hidden, "heads": c.heads}
     else:

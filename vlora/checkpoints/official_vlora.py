@@ -3,7 +3,7 @@
 A LLaVA-style folder: `config.json` (Llama fields + `mm_*` / `vlora_*` fields), weights as `.bin`
 or `.safetensors`, maybe sharded with an index; Llama keys as Vicuna's; the generator under
 `model.mm_projector.` (`gen.{i}` = one query decoder per type in `vlora_type` order, `Bs` = all
-W_s rows [1, T*S, h*r]). CLIP comes from a separate folder (`mm_vision_tower` or the user's).
+W_s rows [1, T*k, h*r]). CLIP comes from a separate folder (`mm_vision_tower` or the user's).
 `rotary_emb.inv_freq` and vision-tower copies are ignored. The generator's dimensions are read
 from the tensors and checked against the config (the official scripts disagree on `vlora_dim`).
 """
@@ -91,13 +91,13 @@ def _connector_from(cfg: dict, shapes: dict[str, tuple[int, ...]], llm: LLMConfi
             types=types, rank=rank, alpha=cfg.get("vlora_alpha"), blocks=blocks, hidden=dim,
             heads=cfg.get("vlora_heads", OFFICIAL_HEADS), mlp_ratio=shape(head + "decoders.0.linear1.weight")[0] // dim,
             skip=cfg.get("skip_layers", 1), shared=shared)
-        slots = len(generator.target_layers(llm.num_layers))
+        k = ModelConfig(llm=llm, connector=generator).k  # the vision tower does not matter for k
     except ConfigError as e:
         raise CheckpointError(f"inconsistent VLoRA configuration: {e}") from None
     queries = shape(head + "queries")[1]
-    if queries != slots * (len(types) if shared else 1):
+    if queries != k * (len(types) if shared else 1):
         raise CheckpointError(f"{PREFIX + head}queries holds {queries} queries but skip_layers="
-                              f"{generator.skip} over {llm.num_layers} layers gives {slots} slots")
+                              f"{generator.skip} over {llm.num_layers} layers gives k = {k} receiving layers")
     problems = [f"config.json says {field} = {cfg[field]} but the tensors give {value} (the tensors are used)"
                 for field, value in (("vlora_dim", dim), ("vlora_depth", blocks), ("vlora_rank", rank),
                                      ("vlora_visual_dim", visual_dim), ("vlora_pos_num", positions),
@@ -109,10 +109,9 @@ def _connector_from(cfg: dict, shapes: dict[str, tuple[int, ...]], llm: LLMConfi
 def _own_tensors(files: list[Path], config: ModelConfig):
     """(our key, official key, tensor) for every tensor that is not ignored; `Bs` split per type."""
     generator, llm = config.connector, config.llm
-    slots = len(generator.target_layers(llm.num_layers))
     for own, key, tensor in renamed_tensors(files, lambda k: own_key(k, generator.shared)):
         if key == PREFIX + "Bs":
-            rows = tensor.reshape(len(generator.types), slots, llm.hidden_size, generator.rank)
+            rows = tensor.reshape(len(generator.types), config.k, llm.hidden_size, generator.rank)
             yield from ((f"connector.w_s.{t}", key, rows[i]) for i, t in enumerate(generator.types))
         else:
             yield own, key, tensor
@@ -132,8 +131,8 @@ def describe(folder: Path, vision_tower: str | Path | None = None) -> Checkpoint
 
 def to_official_state(model) -> dict[str, torch.Tensor]:
     """Our model's LLM and generator tensors under the official keys (CLIP is not part of the release)."""
-    g = model.config.connector
-    if any(model.connector.w_s[t].shape[1] != model.config.llm.hidden_size for t in g.types):
+    g, widths = model.config.connector, model.config.weight_widths
+    if any(widths[t] != model.config.llm.hidden_size for t in g.types):
         raise CheckpointError("the official layout stores every W_s as [hidden, rank]; k/v under grouped-query "
                               "attention do not fit it")
     state = {}
@@ -141,8 +140,8 @@ def to_official_state(model) -> dict[str, torch.Tensor]:
         if key.startswith("vision.") or key.startswith("connector.w_s."):
             continue
         state[official_key(key, g.shared)] = tensor
-    slots = len(g.target_layers(model.config.llm.num_layers))
-    state[PREFIX + "Bs"] = torch.cat([model.connector.w_s[t].reshape(slots, -1) for t in g.types]).unsqueeze(0)
+    k = model.config.k
+    state[PREFIX + "Bs"] = torch.cat([model.connector.w_s[t].reshape(k, -1) for t in g.types]).unsqueeze(0)
     return state
 
 

@@ -55,7 +55,7 @@ def load(folder: Path, vision_tower: str | Path | None = None, dtype: torch.dtyp
     from vlora.tokenizer import load_tokenizer
 
     manifest, config = _manifest(folder)
-    model = MultimodalLM.from_config(config, tokenizer=load_tokenizer(folder), empty=True)
+    model = MultimodalLM.from_config(config, tokenizer=load_tokenizer(folder))
     model.template = TEMPLATES[manifest.get("template", "vicuna_v1")]
     tensors = ((key, key, tensor) for path in weight_files(folder) for key, tensor in iter_tensors(path))
     fill(model, tensors, str(folder), dtype)
@@ -68,7 +68,7 @@ def describe(folder: Path, vision_tower: str | Path | None = None) -> Checkpoint
 
     _, config = _manifest(folder)
     shapes = {k: s for f in weight_files(folder) for k, (s, _) in tensor_shapes(f).items()}
-    skeleton = MultimodalLM.from_config(config, tokenizer=object(), empty=True)
+    skeleton = MultimodalLM.from_config(config, tokenizer=object())
     problems = shape_problems(shapes, {k: tuple(v.shape) for k, v in skeleton.state_dict().items()})
     names = {"vlora": "VLoRA", "llava": "LLaVA-v1.5", "llava-qformer": "LLaVA-v1.5-QFormer"}
     return CheckpointReport(path=str(folder), kind=NAME,

@@ -1,0 +1,128 @@
+"""The contract of a scoring protocol, and the headline a benchmark's YAML entry names.
+
+A protocol (circular, vanilla, mmmu in mcq.py; mme, hallusionbench in yes_no.py) owns everything
+that differs between benchmarks: the columns a table needs, what a valid answer is, what identifies
+a table as its own, the message a row becomes, the likelihood choices of a row, the scorer, how its
+questions are counted, and how the headline numbers are read from its score table. Checks return a
+problem (text) or None; the caller names the file, line and column.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pandas as pd
+
+from evalsuite.prompts import is_missing
+from vlora.errors import ConfigError
+
+if TYPE_CHECKING:
+    from evalsuite.benchmarks import BenchmarkSpec
+
+Message = list[dict[str, Any]]  # {"type": "text", "value": str} | {"type": "image", "value": image number}
+Scored = tuple[pd.DataFrame, pd.DataFrame, list[str]]  # verdicts, score table, notes
+
+HEADLINE_KEYS = ("row", "columns", "scale")
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The YAML's `headline` entry: which row of the score table (`first`, or the one whose `split` is
+    `row`), which columns under which labels (a list of columns: their sum), times `scale`."""
+
+    row: str
+    columns: Mapping[str, tuple[str, ...]]  # label -> the columns summed (usually one)
+    scale: float
+
+    @classmethod
+    def from_yaml(cls, entry: Any, where: str) -> Headline:
+        """Parse `headline: {row: ..., columns: {label: column | [columns]}, scale: ...}`."""
+        if not isinstance(entry, dict) or sorted(entry) != sorted(HEADLINE_KEYS):
+            raise ConfigError(f"{where}: headline must be a mapping with exactly {', '.join(HEADLINE_KEYS)} "
+                              f"(got {entry!r})")
+        row, columns, scale = entry["row"], entry["columns"], entry["scale"]
+        if not isinstance(row, str):
+            raise ConfigError(f"{where}: headline row must be a text (first, or a split), not {row!r}")
+        if not isinstance(columns, dict) or not columns:
+            raise ConfigError(f"{where}: headline columns must map labels to columns, not {columns!r}")
+        parsed = {str(label): _columns(value, where) for label, value in columns.items()}
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale):
+            raise ConfigError(f"{where}: headline scale must be a number, not {scale!r}")
+        return cls(row, parsed, scale)
+
+
+def _columns(value: Any, where: str) -> tuple[str, ...]:
+    names = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, list) else ()
+    if not names or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"{where}: a headline column is a column name or a list of them, not {value!r}")
+    return names
+
+
+def images_first(n_images: int, text: str) -> Message:
+    """All images, then the text: how VLMEvalKit's non-interleaved prompts are laid out."""
+    return [{"type": "image", "value": i} for i in range(n_images)] + [{"type": "text", "value": text}]
+
+
+class BenchmarkProtocol(ABC):
+    """One scoring protocol. Subclasses set `name`, `type` (and `columns`) and implement the abstract methods."""
+
+    name: ClassVar[str]  # the YAML's `protocol`
+    type: ClassVar[str]  # VLMEvalKit's dataset TYPE: "MCQ" | "Y/N"
+    columns: ClassVar[tuple[str, ...]] = ()  # required beyond index, question, image (and answer)
+
+    def required_columns(self, answers: bool) -> tuple[str, ...]:
+        """The columns a table must have; `answer` only when the benchmark ships answers."""
+        return ("index", "question", "image") + (("answer",) if answers else ()) + self.columns
+
+    def answer_problem(self, row: Mapping[str, Any]) -> str | None:
+        """What is wrong with the answer of one row, or None."""
+        if is_missing(row["answer"]):
+            return "no answer"
+        return self.value_problem(row["answer"], row)
+
+    @abstractmethod
+    def value_problem(self, answer: Any, row: Mapping[str, Any]) -> str | None:
+        """What is wrong with a present answer of one row, or None."""
+
+    def identity_problem(self, table: pd.DataFrame, spec: BenchmarkSpec) -> str | None:
+        """Why `table` is not a table of `spec`'s benchmark (a table of another one), or None."""
+        return None
+
+    @abstractmethod
+    def message(self, line: Mapping[str, Any], n_images: int, style: str) -> Message:
+        """The row as a message with numbered images, in `style` ("dataset" | "llava_mcq")."""
+
+    @abstractmethod
+    def choices(self, line: Mapping[str, Any]) -> tuple[str, ...]:
+        """What likelihood mode compares for the row; () means the row is generated."""
+
+    def unknown_images(self, line: Mapping[str, Any], n_images: int) -> int:
+        """How many image references in the row's text name an image the row does not have."""
+        return 0
+
+    @abstractmethod
+    def score(self, df: pd.DataFrame, rules: str) -> Scored:
+        """Verdicts, the score table (VLMEvalKit's _acc.csv / _score.csv) and notes."""
+
+    def question_count(self, table: pd.DataFrame) -> int:
+        """How many questions the table's rows ask."""
+        return len(table)
+
+    def headline_numbers(self, table: pd.DataFrame, headline: Headline) -> dict[str, float]:
+        """The headline's columns of its row of the score table, scaled; {} when that row is absent."""
+        if headline.row != "first" and "split" not in table:
+            raise ConfigError(f"headline row {headline.row!r}: the {self.name} score table has no split column")
+        rows = table.iloc[:1] if headline.row == "first" else table[table["split"] == headline.row]
+        if rows.empty:
+            return {}
+        absent = [c for names in headline.columns.values() for c in names if c not in table]
+        if absent:
+            raise ConfigError(f"headline column(s) {absent} are not in the {self.name} score table "
+                              f"(has {list(table.columns)})")
+        row = rows.iloc[0]
+        return {label: float(sum(float(row[c]) for c in names)) * headline.scale
+                for label, names in headline.columns.items()}
