@@ -1,39 +1,64 @@
 """The one way to override a configuration: dotted keys (`--set connector.rank=16`, sweep variants).
 
-Every command that builds a model and every sweep file goes through `apply_overrides`; nothing else
-changes a `ModelConfig` after it is built.
+Every command that builds a model or a training run, and every sweep file, goes through
+`apply_overrides`; nothing else changes a configuration after it is built. A configuration is a
+frozen dataclass whose fields may themselves be dataclasses (`ModelConfig` has llm / vision /
+connector; a training setup has model and stages). A key names a field by its dotted path, or by
+the end of that path when only one field ends that way: on a `ModelConfig`, `connector.rank` and
+`rank` both name connector.rank, while `hidden_size` is ambiguous (llm or vision) and refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
-from vlora.config import ModelConfig, _from_dict
 from vlora.errors import ConfigError
 
-SECTIONS = ("llm", "vision", "connector")
+T = TypeVar("T")
+Path = tuple[str, ...]
 
 
-def apply_overrides(config: ModelConfig, overrides: Iterable[str] | Mapping[str, Any], source: str = "--set"
-                    ) -> ModelConfig:
-    """`config` with fields changed by dotted keys: `connector.rank=16`, `llm.num_layers=8`,
-    `vision.num_layers=2` (strings, as `--set` gives them) or a mapping of the same keys (as sweep files
-    give them). A flat key (`rank=16`) is accepted when exactly one section has that field; a key that
-    no section has, or that two have, is an error naming it. Text values are read as YAML scalars and
-    checked against the field's type; the result is validated like any config."""
-    changes: dict[str, dict[str, Any]] = {}
+def apply_overrides(target: T, overrides: Iterable[str] | Mapping[str, Any], source: str = "--set") -> T:
+    """`target` with fields changed by dotted keys: strings `KEY=VALUE` (as `--set` gives them) or a
+    mapping of keys to values (as sweep files give them). Text values are read as YAML scalars and
+    checked against the field's type; the result is validated as any configuration is. Unknown or
+    ambiguous keys and ill-typed values are one-line ConfigErrors naming the key."""
+    paths = leaf_paths(target)
+    changes: dict[Path, dict[str, Any]] = {}
     for key, value in _pairs(overrides, source):
-        section, name = _resolve(config, key, source)
-        hint = typing.get_type_hints(type(getattr(config, section)))[name]
-        changes.setdefault(section, {})[name] = _typed(value, hint, f"{source} {section}.{name}")
-    sections = {section: _from_dict(type(getattr(config, section)),
-                                    {**dataclasses.asdict(getattr(config, section)), **fields}, section)
-                for section, fields in changes.items()}
-    return dataclasses.replace(config, **sections)
+        path = _resolve(target, paths, key, source)
+        parent = _get(target, path[:-1])
+        hint = typing.get_type_hints(type(parent))[path[-1]]
+        changes.setdefault(path[:-1], {})[path[-1]] = _typed(value, hint, f"{source} {'.'.join(path)}")
+    return _rebuild(target, (), changes) if changes else target
+
+
+def leaf_paths(target: Any, prefix: Path = ()) -> list[Path]:
+    """The dotted paths of every settable field (fields that are dataclasses are descended into)."""
+    paths = []
+    for f in dataclasses.fields(target):
+        value = getattr(target, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            paths += leaf_paths(value, (*prefix, f.name))
+        else:
+            paths.append((*prefix, f.name))
+    return paths
+
+
+def _get(target: Any, path: Path) -> Any:
+    for name in path:
+        target = getattr(target, name)
+    return target
+
+
+def _label(target: Any) -> str:
+    kind = getattr(target, "kind", None)
+    return f"a {kind} model" if isinstance(kind, str) else f"a {type(target).__name__}"
 
 
 def _pairs(overrides: Iterable[str] | Mapping[str, Any], source: str) -> list[tuple[str, Any]]:
@@ -57,25 +82,34 @@ def _scalar(text: str) -> Any:
         return text
 
 
-def _resolve(config: ModelConfig, key: str, source: str) -> tuple[str, str]:
-    """(section, field) of a dotted or flat key; unknown and ambiguous keys are errors."""
-    fields = {section: [f.name for f in dataclasses.fields(getattr(config, section))] for section in SECTIONS}
-    known = [f"{section}.{name}" for section, names in fields.items() for name in names]
-    section, dot, name = key.rpartition(".")
-    if dot:
-        if section in fields and name in fields[section]:
-            return section, name
-    else:
-        owners = [s for s in SECTIONS if key in fields[s]]
-        if len(owners) == 1:
-            return owners[0], key
-        if owners:
-            raise ConfigError(f"{source} key {key!r} is ambiguous: " + " or ".join(f"{s}.{key}" for s in owners))
-    import difflib
-
-    close = difflib.get_close_matches(key if dot else f"connector.{key}", known, n=2)
+def _resolve(target: Any, paths: list[Path], key: str, source: str) -> Path:
+    """The one field path that `key` names (the whole path, or its unique ending)."""
+    parts = tuple(key.split("."))
+    matches = [p for p in paths if p[-len(parts):] == parts]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ConfigError(f"{source} key {key!r} is ambiguous: " + " or ".join(".".join(p) for p in matches))
+    known = [".".join(p) for p in paths]
+    guesses = difflib.get_close_matches(key, known, n=2) or difflib.get_close_matches(
+        parts[-1], [p[-1] for p in paths], n=1)
+    close = [k for k in known if k in guesses or k.split(".")[-1] in guesses][:2]
     hint = f"; did you mean {' or '.join(close)}?" if close else f"; known keys: {', '.join(known)}"
-    raise ConfigError(f"{source} key {key!r} is not a setting of a {config.kind} model{hint}")
+    raise ConfigError(f"{source} key {key!r} is not a setting of {_label(target)}{hint}")
+
+
+def _rebuild(target: Any, path: Path, changes: dict[Path, dict[str, Any]]) -> Any:
+    """`target` with the changes at and below `path` applied, each level validated by its dataclass."""
+    fields = {}
+    for f in dataclasses.fields(target):
+        below = (*path, f.name)
+        if any(p[:len(below)] == below for p in changes):
+            fields[f.name] = _rebuild(getattr(target, f.name), below, changes)
+    fields.update(changes.get(path, {}))
+    try:
+        return dataclasses.replace(target, **fields)
+    except (TypeError, ZeroDivisionError) as e:
+        raise ConfigError(f"bad value for {'.'.join(path) or type(target).__name__}: {e}") from None
 
 
 def _typed(value: Any, hint: Any, where: str) -> Any:
@@ -90,13 +124,11 @@ def _typed(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where} expects a list, e.g. [3, 7], got {value!r}")
         item = typing.get_args(hint)[0]
         return tuple(_typed(v, item, where) for v in value)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         if isinstance(value, str):
@@ -104,8 +136,7 @@ def _typed(value: Any, hint: Any, where: str) -> Any:
                 return float(value)  # YAML reads 1e-5 as text
             except ValueError:
                 pass
-    elif hint is str:
-        if isinstance(value, str):
-            return value
+    if hint is str and isinstance(value, str):
+        return value
     name = getattr(hint, "__name__", str(hint))
     raise ConfigError(f"{where} expects {name}, got {value!r}")

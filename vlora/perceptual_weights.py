@@ -17,7 +17,7 @@ Three execution modes give the same numbers:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +26,7 @@ from torch import nn
 from vlora.config import ExecutionMode
 from vlora.errors import InputError
 
+BRANCHES = "perceptual_branches"  # attribute of the LLM: the (module, hook) pairs applied right now
 MODULE_OF_TYPE = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
                   "o": "self_attn.o_proj", "m": "mlp"}
 
@@ -73,7 +74,8 @@ def perceptual_weights_applied(llm: nn.Module, weights: PerceptualWeights,
         raise InputError(f"merged execution folds one image's weights into the LLM; got a batch of "
                          f"{weights.batch_size} (use the factorized mode for batches)")
     layers = llm.model.layers
-    handles, saved = [], []
+    handles, saved, branches = [], [], []
+    outer = getattr(llm, BRANCHES, ())
     try:
         for layer, type_ in weights.keys():
             module = layers[layer].get_submodule(MODULE_OF_TYPE[type_])
@@ -84,11 +86,35 @@ def perceptual_weights_applied(llm: nn.Module, weights: PerceptualWeights,
                     merged = module.weight.float() + torch.matmul(b.float(), a[0].float().t())  # W + B A^T
                     module.weight.copy_(merged.to(module.weight.dtype))
             else:
-                handles.append(module.register_forward_hook(_branch_hook(a, b, mode)))
+                hook = _branch_hook(a, b, mode)
+                handles.append(module.register_forward_hook(hook))
+                branches.append((module, hook))
+        setattr(llm, BRANCHES, tuple(branches))  # what recompute_context puts back in backward
         yield
     finally:
+        setattr(llm, BRANCHES, outer)
         for handle in handles:
             handle.remove()
         with torch.no_grad():
             for weight, original in saved:
                 weight.copy_(original)
+
+
+def recompute_context(llm: nn.Module):
+    """For activation checkpointing (torch.utils.checkpoint's `context_fn`, called at each layer's
+    forward): the branches applied at that forward are put back while the layer is recomputed in the
+    backward pass, which runs after `perceptual_weights_applied` has removed them."""
+    return nullcontext(), _branches_installed(llm, getattr(llm, BRANCHES, ()))
+
+
+@contextmanager
+def _branches_installed(llm: nn.Module, branches: tuple) -> Iterator[None]:
+    if getattr(llm, BRANCHES, ()) is branches:  # still applied (backward inside the block): nothing to add
+        yield
+        return
+    handles = [module.register_forward_hook(hook) for module, hook in branches]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

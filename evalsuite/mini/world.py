@@ -213,10 +213,6 @@ def pixel_key(image: Image.Image) -> str:
     return hashlib.sha256(repr(rgb.size).encode() + rgb.tobytes()).hexdigest()
 
 
-def scene_key(scene: Scene, size: int = IMAGE_SIZE) -> str:
-    return pixel_key(render(scene, size))
-
-
 # --- truth helpers shared by the question generators and the captions -----------------------------------
 
 def tallest(scene: Scene) -> Bar | None:
