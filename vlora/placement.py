@@ -77,16 +77,19 @@ def resolve_dtype(name: str, device: torch.device, stored: torch.dtype | None = 
         raise ConfigError(f"--dtype {name!r}: choose auto, {', '.join(DTYPES)}") from None
 
 
-def cpu_threads(process: Process = Process(), requested: int | None = None) -> int:
-    """Torch's CPU threads: the cores this process may use, shared among the processes of this machine
-    (two processes with a thread per core each would oversubscribe the cores, and torch's spinning
-    threads then slow each other down many times over)."""
+def cpu_threads(process: Process = Process(), requested: int | None = None, load: float | None = None) -> int:
+    """Torch's CPU threads: the cores this process may use, shared among this machine's processes of
+    the run, minus the cores other programs keep busy (`load`: the 1-minute load average, read before
+    this process starts working). Oversubscribed cores are what to avoid: on 2 shared cores, two
+    processes with 2 threads each ran 4x to 12x slower than with 1 thread each (measured several
+    times), because torch's threads spin while they wait for each other (benchmarks/cpu_threads.py)."""
     if requested is not None:
         if requested < 1:
             raise ConfigError(f"--threads {requested} must be at least 1")
         return requested
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // process.local_world_size)
+    busy = round(os.getloadavg()[0]) if load is None and hasattr(os, "getloadavg") else round(load or 0)
+    return max(1, min(cores // process.local_world_size, cores - busy))
 
 
 def device_name(device: torch.device) -> str:
