@@ -359,7 +359,8 @@ def flops(
     """The paper's FLOPs: Table 1's GFLOPs column beside the paper's numbers, VLoRA's ratio to
     LLaVA-v1.5, architecture-exact costs of the three models part by part, Figure 4. Change the
     model with --set (connector.rank=16, connector.skip=8 for k = d/8, connector.types=qkv)."""
-    from flops.report import FlopsSettings, build_report, flops_config, write_report
+    from flops.report import build_report, flops_config, write_report
+    from flops.settings import FlopsSettings
 
     _folder_option(plot, "--plot")
     settings = FlopsSettings(text_len, flops_config(llm, set_ or ()))

@@ -24,13 +24,10 @@ import pandas as pd
 from PIL import Image
 
 from evalsuite.benchmarks import BenchmarkSpec
+from evalsuite.errors import DataError
 from evalsuite.prompts import is_missing
-from vlora.errors import InputError, VLoRAEvalError
+from vlora.errors import InputError
 from vlora.images import decode_image
-
-
-class DataError(VLoRAEvalError):
-    """A benchmark file is missing or malformed."""
 
 
 def lmu_data_root() -> Path:

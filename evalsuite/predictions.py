@@ -23,13 +23,9 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from vlora.errors import VLoRAEvalError
+from evalsuite.errors import ResultsError
 
 PREDICTIONS_GLOB = "predictions*.jsonl"
-
-
-class ResultsError(VLoRAEvalError):
-    """A results folder cannot be used as asked (outside the root, in use, damaged, other settings)."""
 
 
 def shard_file(folder: Path, shard: tuple[int, int]) -> Path:

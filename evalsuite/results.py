@@ -26,7 +26,8 @@ from typing import Any
 
 import pandas as pd
 
-from evalsuite.predictions import PREDICTIONS_GLOB, ResultsError, is_held
+from evalsuite.errors import ResultsError
+from evalsuite.predictions import PREDICTIONS_GLOB, is_held
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
 OUTPUT_NAMES = ("verdicts.tsv", "scores.json", "manifest.json")

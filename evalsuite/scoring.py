@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from evalsuite.benchmarks import BenchmarkSpec
-from evalsuite.data import DataError
+from evalsuite.errors import DataError
 from evalsuite.extraction import check_rules
 from evalsuite.prompts import is_missing
 

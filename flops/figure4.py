@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from flops.analytic import paper_input_space, paper_vlora_inference
-from flops.report import FlopsSettings, G
+from flops.settings import FlopsSettings, G
 
 TEXT_LENGTHS = (32, 128, 512)
 COUNTED_TOKENS = (32, 64, 256, 576)

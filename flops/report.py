@@ -10,7 +10,7 @@ VLoRA configuration's LLM and vision tower, so their visual tokens are the confi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -22,10 +22,9 @@ from flops.analytic import (
     paper_vlora_factorized,
     paper_vlora_inference,
 )
-from vlora.config import GeneratorConfig, ModelConfig, ProjectorConfig, QFormerConfig, Space
+from flops.settings import FlopsSettings, G
+from vlora.config import ModelConfig, Space
 from vlora.presets import preset
-
-G = 1e9
 
 
 @cache
@@ -34,29 +33,6 @@ def table1() -> list[dict[str, Any]]:
 
     text = resources.files("flops").joinpath("table1.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text)
-
-
-@dataclass(frozen=True)
-class FlopsSettings:
-    text_len: int = 32
-    base: ModelConfig = field(default_factory=lambda: preset("vlora-7b"))  # LLM, vision, generator
-
-    @property
-    def k(self) -> int:
-        return self.base.k
-
-    def models(self) -> dict[str, ModelConfig]:
-        """The three models on the same LLM and vision tower (the paper's Table 2 set-up)."""
-        g: GeneratorConfig = self.base.connector
-        return {"LLaVA-v1.5": ModelConfig(self.base.llm, self.base.vision, ProjectorConfig()),
-                "LLaVA-v1.5-QFormer": ModelConfig(self.base.llm, self.base.vision,
-                                                  QFormerConfig(blocks=g.blocks, hidden=g.hidden, heads=g.heads)),
-                "VLoRA": self.base}
-
-    @property
-    def llava_tokens(self) -> int:
-        """LLaVA-v1.5's visual tokens on this vision tower (576 for CLIP-L/14 at 336 px)."""
-        return self.models()["LLaVA-v1.5"].visual_tokens
 
 
 def table1_rows(settings: FlopsSettings) -> list[dict[str, Any]]:

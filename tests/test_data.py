@@ -7,7 +7,8 @@ import pytest
 from tsv_fixtures import b64_image, circular_table, write_tsv, yes_no_table
 
 from evalsuite.benchmarks import benchmark
-from evalsuite.data import DataError, load_benchmark_data, resolve_tsv
+from evalsuite.data import load_benchmark_data, resolve_tsv
+from evalsuite.errors import DataError
 
 MMB = benchmark("MMBench_DEV_EN")
 MME = benchmark("MME")

@@ -22,7 +22,8 @@ from flops.analytic import (
     vlora_branches,
 )
 from flops.counted import count, count_llm, count_model, fvcore_count, meta_llm
-from flops.report import FlopsSettings, headline, table1_rows
+from flops.report import headline, table1_rows
+from flops.settings import FlopsSettings
 from vlora.config import LLMConfig, ModelConfig
 from vlora.presets import preset
 

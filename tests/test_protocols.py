@@ -15,7 +15,8 @@ from evalsuite import prompts
 from evalsuite.benchmarks import PROTOCOLS, benchmark, spec_from_entry, specs
 from evalsuite.benchmarks.mcq import llava_row_prompt
 from evalsuite.benchmarks.protocol import BenchmarkProtocol, images_first
-from evalsuite.data import DataError, load_benchmark_data
+from evalsuite.data import load_benchmark_data
+from evalsuite.errors import DataError
 from evalsuite.requests import row_prompt
 from evalsuite.scoring import score_predictions
 from vlora.errors import ConfigError

@@ -10,7 +10,7 @@ import pytest
 from evalsuite.benchmarks import benchmark
 from evalsuite.benchmarks.mcq import score_circular, score_mmmu, score_vanilla
 from evalsuite.benchmarks.yes_no import score_hallusionbench, score_mme
-from evalsuite.data import DataError
+from evalsuite.errors import DataError
 from evalsuite.scoring import score_predictions
 
 M = 1_000_000

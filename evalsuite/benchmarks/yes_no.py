@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from evalsuite.benchmarks.protocol import BenchmarkProtocol, Message, Scored, images_first
+from evalsuite.errors import DataError
 from evalsuite.extraction import yes_no
 
 MME_PERCEPTION = ("OCR", "artwork", "celebrity", "color", "count", "existence", "landmark", "position", "posters", "scene")
@@ -77,8 +78,6 @@ def score_hallusionbench(df: pd.DataFrame, rules: str) -> Scored:
     fields = [str(i).split("_") for i in verdicts["index"]]
     short = next((i for i, f in zip(verdicts["index"], fields, strict=True) if len(f) < 6), None)
     if short is not None:
-        from evalsuite.data import DataError
-
         raise DataError(f"HallusionBench index {short!r} does not have the 6 fields "
                         "{cat}_{subcat}_{visual}_{set}_{figure}_{question}")
     verdicts["set_id"] = [f[3] for f in fields]

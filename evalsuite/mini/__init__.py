@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from evalsuite.benchmarks import benchmark
-from evalsuite.data import DataError
+from evalsuite.errors import DataError
 from evalsuite.mini.training import write_training
 from evalsuite.mini.writers import ImageBank, write_ccbench, write_mmbench, write_mmmu, write_scienceqa
 from evalsuite.mini.writers_yn import write_hallusionbench, write_mme
