@@ -137,6 +137,12 @@ def generate(
         raise InputError("give --model NAME, --checkpoint PATH, or both")
     placement = _placement(device, dtype, threads, checkpoint)
     options = dict(mode=mode, official_positions=official_positions)
+    embedded = False
+    if model is not None:
+        from workflows.embedded import checkpoint_for
+
+        checkpoint, embedded = checkpoint_for(model, checkpoint, cpu=placement.device.type == "cpu",
+                                              progress=not as_json, say=say)
     if model is None:
         if set_:
             raise InputError("--set changes a model name's preset; a checkpoint's configuration is fixed")
@@ -152,9 +158,10 @@ def generate(
         raise InputError(answer.message)
     if as_json:
         print(json.dumps({"model": adapter.card.name, "checkpoint": str(checkpoint) if checkpoint else None,
-                          "question": question, "answer": answer, "mode": mode}))
+                          "embedded": embedded, "question": question, "answer": answer, "mode": mode}))
     else:
         console.print(answer, highlight=False)
+        views.embedded_caveat(embedded, False)
 
 
 @app.command()
@@ -179,13 +186,20 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print machine-r
     views.models_table(rows)
 
 
-def _benchmark_data(bench: str, data_dir: Path | None, data: Path | None, check_images: bool = True):
-    from evalsuite.benchmarks import benchmark
-    from evalsuite.data import load_benchmark_data, resolve_tsv
+def say(message: str) -> None:
+    Console(stderr=True).print(f"[cyan]note:[/] {message}", highlight=False, soft_wrap=True)
 
-    spec, notes = benchmark(bench), []
-    loaded = load_benchmark_data(spec, resolve_tsv(spec, data_dir, data, notes), check_images=check_images)
-    for warning in notes + loaded.warnings:
+
+def _benchmark_data(bench: str, data_dir: Path | None, data: Path | None, check_images: bool = True):
+    """The benchmark's checked table: the user's data, else ~/LMUData's, else the embedded mini-suite's."""
+    from evalsuite.benchmarks import benchmark
+    from evalsuite.data import load_benchmark_data
+    from workflows.embedded import benchmark_tsv
+
+    spec = benchmark(bench)
+    path, embedded = benchmark_tsv(spec, data_dir, data, say, warn)
+    loaded = load_benchmark_data(spec, path, check_images=check_images, embedded=embedded)
+    for warning in loaded.warnings:
         warn(warning)
     return loaded
 
@@ -221,17 +235,21 @@ def run(
     under results/<run>/<bench>/."""
     from evalsuite.registry import create_model
     from evalsuite.runner import RunOptions, parse_shard, run_benchmark
+    from workflows.embedded import checkpoint_for
 
     if data is not None and len(bench) != 1:
         raise typer.BadParameter("--data names one file: give a single --bench")
     _folder_option(results, "--results")
+    loaded = [_benchmark_data(b, data_dir, data) for b in bench]
     placement = _placement(device, dtype, threads, checkpoint)
+    checkpoint, embedded = checkpoint_for(model, checkpoint, cpu=placement.device.type == "cpu",
+                                          progress=not as_json, say=say)
     options = RunOptions(batch_size=batch_size, limit=limit,
                          shard=parse_shard(shard) if shard else placement.process.shard,
                          rules=Rules(rules).value, answer_mode=AnswerMode(answer_mode).value,
-                         max_new_tokens=max_new_tokens, results_root=results, run_name=run_name, fresh=fresh,
-                         progress=not as_json, environment=placement.describe())
-    loaded = [_benchmark_data(b, data_dir, data) for b in bench]
+                         max_new_tokens=max_new_tokens, results_root=results,
+                         run_name=run_name if run_name is not None or not embedded else f"{model}-embedded",
+                         fresh=fresh, progress=not as_json, environment=placement.describe(), embedded_model=embedded)
     adapter = create_model(model, checkpoint, vision_tower=vision_tower, device=placement.device,
                            dtype=placement.dtype, overrides=set_ or (), batch_size=batch_size,
                            mode=ExecutionMode(mode).value)
@@ -241,6 +259,7 @@ def run(
         out.append({"benchmark": benchmark_data.spec.name, "folder": str(result.folder), "complete": result.complete,
                     "rows": result.total, "present": result.present, "predicted_now": result.predicted,
                     "failures": result.failures, "seconds": round(result.seconds, 2), "notes": result.notes,
+                    "embedded": {"model": embedded, "data": benchmark_data.embedded},
                     "scores": result.report.to_dict() if result.report else None})
         for note in result.notes:
             warn(note)
@@ -254,6 +273,7 @@ def run(
         else:
             console.print(f"{benchmark_data.spec.name}: {result.present} of {result.total} rows predicted; the other "
                           "shards still run, or use `vlora-eval merge` to score what is there")
+        views.embedded_caveat(embedded, benchmark_data.embedded)
         console.print(f"outputs in [bold]{result.folder}[/]")
     if as_json:
         print(json.dumps(out, indent=2))
@@ -377,6 +397,63 @@ def flops(
                          indent=2))
         return
     views.flops_report(report, timing, written, count)
+
+
+class Stage(str, Enum):
+    PRETRAIN = "pretrain"
+    FINETUNE = "finetune"
+
+
+@app.command()
+@user_errors
+def train(
+    model: Annotated[str, typer.Option(help="Model name (see `vlora-eval models`).")],
+    stage: Annotated[Stage, typer.Option(help="pretrain: captions, the connector learns (LLM and CLIP frozen); "
+                                         "finetune: instructions, connector + LLM learn.")],
+    data: Annotated[Path, typer.Option(help="LLaVA-format JSON: [{id, image, conversations}, ...].")],
+    images: Annotated[Path, typer.Option(help="The folder that the records' image paths are relative to.")],
+    out: Annotated[Path, typer.Option(help="Output folder: train_log.jsonl, checkpoints/, model/.")],
+    init: Annotated[Path | None, typer.Option(help="Start from this checkpoint (needed for the 7B names).")] = None,
+    set_: Sets = None,
+    resume: Annotated[bool, typer.Option(help="Continue the newest checkpoint in --out (exactly).")] = True,
+    device: Device = "auto",
+    threads: Threads = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Train one stage of the paper's recipe (the release's hyper-parameters; change any with --set,
+    e.g. --set learning_rate=1e-4 --set max_steps=200 --set connector.rank=16). Several GPUs or
+    machines: start it with `accelerate launch` (DDP, FSDP or DeepSpeed as accelerate is configured)."""
+    from workflows.train import train_stage
+
+    _folder_option(out, "--out")
+    placement = _placement(device, DType.FLOAT32, threads)
+    result = train_stage(model, Stage(stage).value, data, images, out, init=init, overrides=set_ or (),
+                         placement=placement, progress=not as_json, resume=resume)
+    summary = {"model": model, "stage": Stage(stage).value, "steps": result.steps, "resumed_from": result.resumed_from,
+               "final_loss": result.final_loss, "seconds": round(result.seconds, 2),
+               "samples_per_second": round(result.samples_per_second, 2),
+               "tokens_per_second": round(result.tokens_per_second, 1), "model_dir": str(result.model_dir),
+               "log": str(result.log_file)}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    views.train_report(summary)
+
+
+@app.command()
+@user_errors
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="A VLoRA checkpoint (e.g. the model/ folder `train` wrote).")],
+    out: Annotated[Path, typer.Option(help="Folder for the official release layout.")],
+    clip_out: Annotated[Path | None, typer.Option(help="Folder for its CLIP tower (default: <out>-clip).")] = None,
+) -> None:
+    """Write a VLoRA checkpoint in the official release layout (FeipengMa6/VLoRA), CLIP beside it."""
+    from vlora.checkpoints import load_model
+    from vlora.training import export_official_vlora
+
+    _folder_option(out, "--out")
+    folder = export_official_vlora(load_model(checkpoint), out, clip_out)
+    console.print(f"wrote the official VLoRA layout to [bold]{folder}[/]; inspect it with vlora-eval inspect {folder}")
 
 
 @app.command()

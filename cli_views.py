@@ -120,3 +120,20 @@ def mini_suite(paths: dict, seed: int, scale: int, out) -> None:
         table.add_row(name, str(path))
     console.print(table)
     console.print(f"run a model on it: [bold]vlora-eval run --model vlora-tiny --bench mmbench --data-dir {out}[/]")
+
+
+def train_report(summary: dict) -> None:
+    resumed = f" (resumed from step {summary['resumed_from']})" if summary["resumed_from"] else ""
+    console.print(f"{summary['model']} · {summary['stage']}: {summary['steps']} steps{resumed}, final loss "
+                  f"[bold]{summary['final_loss']:.4f}[/], {summary['samples_per_second']:.1f} samples/s, "
+                  f"{summary['tokens_per_second']:,.0f} tokens/s, {summary['seconds']:.0f} s", highlight=False)
+    console.print(f"model in [bold]{summary['model_dir']}[/] (own layout), log in {summary['log']}")
+
+
+def embedded_caveat(model: bool, data: bool) -> None:
+    """Say plainly when a score is of the embedded tiny model or on the embedded mini-suite."""
+    parts = [part for part, used in (("the embedded tiny model (not a real checkpoint)", model),
+                                      ("the embedded mini-suite (synthetic, not the real benchmark)", data)) if used]
+    if parts:
+        console.print(f"[bold yellow]embedded:[/] these numbers are of {' on '.join(parts)}: they check the "
+                      "pipeline; give --checkpoint and --data-dir (or $LMUData) for real ones", highlight=False)

@@ -64,6 +64,13 @@ def resolve_tsv(spec: BenchmarkSpec, data_dir: str | Path | None = None, data_fi
     return path
 
 
+def default_tsv(spec: BenchmarkSpec) -> Path | None:
+    """VLMEvalKit's default location of the benchmark's TSV ($LMUData, else ~/LMUData) when the file is
+    there, else None (the caller then has no real data to offer)."""
+    path = lmu_data_root() / f"{spec.name}.tsv"
+    return path if path.is_file() else None
+
+
 def md5_of(path: Path) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as f:
@@ -81,6 +88,7 @@ class BenchmarkData:
     dropped_without_image: int = 0
     warnings: list[str] = field(default_factory=list)
     stored_images: dict[str, str] = field(default_factory=dict)  # index -> base64 of rows that hold one
+    embedded: bool = False  # the embedded mini-suite's stand-in, not the real benchmark
 
     def where(self, position: int, column: str) -> str:
         row = self.table.iloc[position]
@@ -160,7 +168,9 @@ def _int_like(value) -> bool:
         return False
 
 
-def load_benchmark_data(spec: BenchmarkSpec, path: Path, check_images: bool = True) -> BenchmarkData:
+def load_benchmark_data(spec: BenchmarkSpec, path: Path, check_images: bool = True, embedded: bool = False
+                        ) -> BenchmarkData:
+    """The checked table of `spec` at `path`; `embedded`: the mini-suite's stand-in (no release md5 to expect)."""
     table = read_table(path)
     missing = [c for c in spec.handler.required_columns(spec.answers) if c not in table.columns]
     if missing:
@@ -171,7 +181,7 @@ def load_benchmark_data(spec: BenchmarkSpec, path: Path, check_images: bool = Tr
     if problem := spec.handler.identity_problem(table, spec):
         raise DataError(f"{path}: {problem}")
     md5 = md5_of(path)
-    warnings = [] if md5 in spec.md5 else [
+    warnings = [] if md5 in spec.md5 or embedded else [
         f"{path}: md5 {md5} is not a known release of {spec.name} (known: {', '.join(spec.md5) or 'none'}); "
         "scores may not compare with published ones"]
     no_image = table["image"].map(is_missing)
@@ -180,7 +190,7 @@ def load_benchmark_data(spec: BenchmarkSpec, path: Path, check_images: bool = Tr
         raise DataError(f"{path}: none of its {len(table)} row(s) has an image (rows without one are dropped, "
                         "as VLMEvalKit drops them)")
     stored = {str(i): str(im) for i, im in zip(kept["index"], kept["image"], strict=True) if len(str(im)) > 64}
-    data = BenchmarkData(spec, path, md5, kept, int(no_image.sum()), warnings, stored)
+    data = BenchmarkData(spec, path, md5, kept, int(no_image.sum()), warnings, stored, embedded)
     _check_references(data)
     if spec.answers:
         _check_answers(data)

@@ -40,6 +40,7 @@ class RunOptions:
     fresh: bool = False  # delete earlier predictions of this run and benchmark first
     progress: bool = True
     environment: Mapping[str, Any] = field(default_factory=dict)  # device, dtype, threads, process: for the manifest
+    embedded_model: bool = False  # the model is the embedded tiny one (workflows/embedded.py), not a real checkpoint
 
     def __post_init__(self) -> None:
         check_rules(self.rules)
@@ -210,9 +211,10 @@ def _manifest(card, checkpoint, data: BenchmarkData, table: pd.DataFrame, option
               records: dict[str, dict[str, Any]], result: RunResult, shard: tuple[int, int]) -> dict[str, Any]:
     spec, seconds, predicted = data.spec, result.seconds, result.predicted
     return {
-        "model": {k: v for k, v in card.to_dict().items() if k != "config"},
+        "model": {**{k: v for k, v in card.to_dict().items() if k != "config"}, "embedded": options.embedded_model},
         "config_hash": config_hash(card.config.to_dict()), "model_config": card.config.to_dict(), "checkpoint": checkpoint,
         "benchmark": spec.name, "data": {"path": str(data.path), "md5": data.md5, "known_release": spec.md5.get(data.md5),
+                                         "embedded_mini_suite": data.embedded,
                                          "rows": len(table), "dropped_without_image": data.dropped_without_image,
                                          "warnings": data.warnings},
         "extraction_rules": options.rules, "answer_mode": options.answer_mode,

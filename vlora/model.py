@@ -68,13 +68,12 @@ class MultimodalLM(nn.Module):
         return {name: sum(p.numel() for p in part.parameters())
                 for name, part in (("llm", self.llm), ("vision", self.vision), ("connector", self.connector))}
 
-    def set_trainable(self, stage: str = "pretrain") -> None:
-        """Pre-training trains the connector only; fine-tuning also the LLM. CLIP stays frozen."""
-        if stage not in ("pretrain", "finetune"):
-            raise InputError(f"unknown training stage {stage!r}; expected 'pretrain' or 'finetune'")
+    def set_trainable(self, llm: bool) -> None:
+        """What trains: the connector always, the LLM when `llm` (fine-tuning; pre-training keeps it
+        frozen), the CLIP tower never."""
         self.requires_grad_(False)
         self.connector.requires_grad_(True)
-        self.llm.requires_grad_(stage == "finetune")
+        self.llm.requires_grad_(llm)
 
     # --- inputs ------------------------------------------------------------------------------------
     def prompt(self, question: str, with_image: bool = True) -> str:

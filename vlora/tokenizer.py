@@ -8,9 +8,10 @@ it too; it is deterministic and needs no download.
 from __future__ import annotations
 
 import string
+from collections.abc import Iterable
 from pathlib import Path
 
-from vlora.errors import CheckpointError
+from vlora.errors import CheckpointError, ConfigError
 
 SPECIALS = ("<unk>", "<s>", "</s>")
 # Whole words get their own token so that the template and short answers tokenise compactly.
@@ -41,6 +42,36 @@ def build_tiny_tokenizer(vocab_size: int = 1024):
                 vocab[piece + char] = len(vocab)
                 merges.append((piece, char))
             piece += char
+    return LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False,
+                          pad_token="<unk>", padding_side="left")
+
+
+def train_tiny_tokenizer(texts: Iterable[str], vocab_size: int = 1024):
+    """A Llama-style tokenizer whose merges are learned from `texts` (Hugging Face `tokenizers`' BPE
+    trainer; deterministic for the same texts): the three specials, the 256 byte-fallback tokens, then
+    learned pieces. Words split at spaces (the `▁` prefix), punctuation, digits and newlines, so a
+    piece never spans two words. For models trained from scratch on a known corpus (the mini-suite):
+    words become single tokens and sequences are several times shorter than with character pieces."""
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaTokenizer
+
+    byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
+    if vocab_size <= len(SPECIALS) + len(byte_tokens):
+        raise ConfigError(f"vocab_size {vocab_size} leaves no room for learned pieces (at least 260)")
+    bpe = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first"), pre_tokenizers.Punctuation("isolated"),
+        pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.Split("\n", "isolated")])
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(byte_tokens), special_tokens=list(SPECIALS),
+                                  min_frequency=2, show_progress=False)
+    bpe.train_from_iterator(texts, trainer)
+    learned = json.loads(bpe.to_str())["model"]
+    vocab = {token: i for i, token in enumerate((*SPECIALS, *byte_tokens))}
+    for token, _ in sorted(learned["vocab"].items(), key=lambda item: item[1]):
+        vocab.setdefault(token, len(vocab))
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in learned["merges"]]
     return LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False,
                           pad_token="<unk>", padding_side="left")
 

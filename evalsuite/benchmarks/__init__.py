@@ -25,7 +25,7 @@ from vlora.errors import ConfigError
 PROTOCOLS: dict[str, BenchmarkProtocol] = {p.name: p for p in (
     CircularProtocol(), VanillaProtocol(), MMMUProtocol(), MMEProtocol(), HallusionBenchProtocol())}
 
-ENTRY_KEYS = ("protocol", "md5", "url", "answers", "headline", "aliases")
+ENTRY_KEYS = ("protocol", "md5", "url", "answers", "headline", "aliases", "mini")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class BenchmarkSpec:
     answers: bool = True  # False: a test split scored by an official server
     headline: Headline | None = None  # None only without answers
     aliases: tuple[str, ...] = ()
+    mini: str = ""  # the mini-suite file that stands in for it in the embedded default (evalsuite/mini)
 
     @property
     def protocol(self) -> str:
@@ -67,7 +68,7 @@ def spec_from_entry(name: str, entry: Any) -> BenchmarkSpec:
     headline = Headline.from_yaml(entry["headline"], where) if answers else None
     return BenchmarkSpec(name=name, handler=PROTOCOLS[protocol], md5=dict(entry.get("md5", {})),
                          url=entry.get("url", ""), answers=answers, headline=headline,
-                         aliases=tuple(entry.get("aliases", ())))
+                         aliases=tuple(entry.get("aliases", ())), mini=str(entry.get("mini", "")))
 
 
 @cache

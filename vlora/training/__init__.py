@@ -13,8 +13,8 @@ Imports only vlora/ and libraries (never evalsuite/ or flops/).
 from vlora.training.data import TrainingData, load_training_data, read_records, tokenize_sample
 from vlora.training.export import export_official_vlora
 from vlora.training.loop import TrainResult, train
-from vlora.training.recipe import OFFICIAL, TrainingRecipe, official_recipe
+from vlora.training.recipe import OFFICIAL, TrainingPlan, TrainingRecipe, official_recipe
 from vlora.training.resume import read_log
 
-__all__ = ["OFFICIAL", "TrainResult", "TrainingData", "TrainingRecipe", "export_official_vlora",
+__all__ = ["OFFICIAL", "TrainResult", "TrainingData", "TrainingPlan", "TrainingRecipe", "export_official_vlora",
            "load_training_data", "official_recipe", "read_log", "read_records", "tokenize_sample", "train"]

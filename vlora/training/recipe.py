@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vlora.config import ModelConfig
 from vlora.errors import ConfigError
 
 STAGES = ("pretrain", "finetune")
@@ -28,7 +29,7 @@ OFFICIAL_DEVICES = 8  # the release's GPUs: global batch = OFFICIAL_DEVICES x ba
 class TrainingRecipe:
     """One training stage. `max_steps` (optimizer steps), when set, replaces `epochs`."""
 
-    stage: str  # "pretrain": the connector only learns captions; "finetune": connector + LLM on dialogues
+    stage: str  # the data's template: "pretrain" plain captions; "finetune" Vicuna-v1 dialogues
     learning_rate: float
     batch_size: int  # samples per device per micro-batch
     gradient_accumulation_steps: int = 1
@@ -42,6 +43,7 @@ class TrainingRecipe:
     seed: int = 42  # data order and dropout; the caller's global RNG is left as it was
     dtype: str = "bfloat16"  # "bfloat16": bf16 autocast with fp32 weights (accelerate mixed precision)
     gradient_checkpointing: bool = True
+    train_llm: bool = False  # the LLM trains beside the connector (the release: in fine-tuning only)
     save_every: int = 1000  # optimizer steps between resumable checkpoints; 0 = none
     log_every: int = 1  # optimizer steps between lines of the JSONL log
     keep_checkpoints: int = 2  # the newest resumable checkpoints kept; older ones are deleted
@@ -89,6 +91,7 @@ OFFICIAL: dict[str, tuple[Any, Any, str]] = {
     "max_length": (2048, 2048, "official (model_max_length)"),
     "dtype": ("bfloat16", "bfloat16", "official (bf16 + tf32)"),
     "gradient_checkpointing": (True, True, "official"),
+    "train_llm": (False, True, "official (tune_mm_mlp_adapter in pre-training; the full LLM in fine-tuning)"),
     "max_grad_norm": (1.0, 1.0, "HF"),
     "seed": (42, 42, "HF"),
     "save_every": (1000, 1000, "ours"),
@@ -128,3 +131,23 @@ def _check_type(name: str, value: Any, hint: Any) -> None:
           int: isinstance(value, int) and not isinstance(value, bool),
           float: isinstance(value, (int, float)) and not isinstance(value, bool)}[kind]
     _require(ok, f"{name} must be {kind.__name__}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """A model configuration and the recipes of its stages, run in order (pretrain, then finetune):
+    the one object that `--set` and sweep variants override (`connector.rank=16`,
+    `pretrain.learning_rate=1e-3`; a key that both stages have must name its stage)."""
+
+    model: ModelConfig
+    pretrain: TrainingRecipe | None = None
+    finetune: TrainingRecipe | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.pretrain is not None or self.finetune is not None, "a plan needs at least one stage")
+        for name in ("pretrain", "finetune"):
+            recipe = getattr(self, name)
+            _require(recipe is None or recipe.stage == name, f"the {name} stage holds a {recipe and recipe.stage} recipe")
+
+    def stages(self) -> list[TrainingRecipe]:
+        return [r for r in (self.pretrain, self.finetune) if r is not None]

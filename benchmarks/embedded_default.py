@@ -1,0 +1,128 @@
+"""The embedded default, measured: the main job on a clean cache, again on a warm one, then the three
+embedded models on all six mini-benchmarks beside chance and the answer key.
+
+    .venv/bin/python benchmarks/embedded_default.py [--out results/mini] [--cache DIR]
+
+Writes OUT/scores.csv, OUT/scores.md and OUT/scores.png (all numbers from the project's own commands:
+`vlora-eval run`, scored as VLMEvalKit scores). Goals: first run <= 5 min, second <= 1 min; VLoRA above
+chance on all six, at least halfway from chance to the answer key on four.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCHES = ["MMBench_DEV_EN", "CCBench", "MME", "HallusionBench", "ScienceQA_VAL", "MMMU_DEV_VAL"]
+MODELS = ["vlora", "llava-v1.5", "llava-v1.5-qformer"]
+CLI = Path(sys.executable).with_name("vlora-eval")
+
+
+def run(args: list[str], env: dict[str, str]) -> tuple[float, list[dict]]:
+    start = time.perf_counter()
+    done = subprocess.run([str(CLI), *args, "--json"], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"vlora-eval {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return time.perf_counter() - start, json.loads(done.stdout)
+
+
+def headline(scores: dict) -> tuple[str, float]:
+    name, value = next(iter(scores["headline"].items()))
+    return name, value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("results/mini"))
+    parser.add_argument("--cache", type=Path, default=None, help="cache folder (default: a new temporary one)")
+    args = parser.parse_args()
+    cache = args.cache or Path(tempfile.mkdtemp(prefix="vlora-eval-cache-"))
+    work = Path(tempfile.mkdtemp(prefix="vlora-eval-run-"))
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "HOME": str(work / "home"), "PYTHONWARNINGS": "ignore"}
+    env.pop("LMUData", None)
+    results = ["--results", str(work / "results")]
+
+    first, _ = run(["run", "--model", "vlora", "--bench", "mmbench", *results], env)
+    second, _ = run(["run", "--model", "vlora", "--bench", "mmbench", *results, "--fresh"], env)
+    print(f"first run (clean cache, training included): {first:.0f} s; second run: {second:.0f} s", flush=True)
+
+    from evalsuite.baselines import answer_key, chance
+    from evalsuite.benchmarks import benchmark
+    from evalsuite.data import load_benchmark_data
+    from workflows.embedded import cache_root, mini_suite, recipe
+
+    os.environ.update({"XDG_CACHE_HOME": str(cache)})
+    suite = mini_suite(say=lambda m: None)
+    rows = []
+    for bench in BENCHES:
+        data = load_benchmark_data(benchmark(bench), suite / f"{bench}.tsv", embedded=True)
+        name, value = next(iter(chance(data, "2024-05").items()))
+        rows.append({"benchmark": bench, "metric": name, "model": "chance", "score": value, "seconds": None})
+        rows.append({"benchmark": bench, "metric": name, "model": "answer key",
+                     "score": answer_key(data, "2024-05")[name], "seconds": None})
+    timings = {"first_run_seconds": round(first, 1), "second_run_seconds": round(second, 1)}
+    for model in MODELS:
+        seconds, out = run(["run", "--model", model, *sum((["--bench", b] for b in BENCHES), []), *results], env)
+        timings[f"{model}_all_six_seconds"] = round(seconds, 1)
+        for entry in out:
+            name, value = headline(entry["scores"])
+            rows.append({"benchmark": entry["benchmark"], "metric": name, "model": model, "score": value,
+                         "seconds": entry["seconds"]})
+    write(args.out, rows, timings, recipe(), cache_root())
+
+
+def write(out: Path, rows: list[dict], timings: dict, made_of: dict, cache: Path) -> None:
+    import pandas as pd
+
+    out.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(rows)
+    frame.to_csv(out / "scores.csv", index=False)
+    wide = frame.pivot_table(index=["benchmark", "metric"], columns="model", values="score", sort=False)
+    wide = wide[["chance", *MODELS, "answer key"]]
+    chance, key = wide["chance"], wide["answer key"]
+    halfway = (wide["vlora"] - chance) / (key - chance)
+    lines = ["# The embedded default: tiny models trained on the mini-suite", "",
+             "Regenerate: `.venv/bin/python benchmarks/embedded_default.py` (a clean cache; CPU).", "",
+             f"Timings: {json.dumps(timings)}", "",
+             "| benchmark | metric | chance | VLoRA | LLaVA-v1.5 | LLaVA-v1.5-QFormer | answer key | VLoRA: share of the way from chance to the key |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for (bench, metric), row in wide.iterrows():
+        lines.append(f"| {bench} | {metric} | {row['chance']:.1f} | {row['vlora']:.1f} | {row['llava-v1.5']:.1f} | "
+                     f"{row['llava-v1.5-qformer']:.1f} | {row['answer key']:.1f} | {halfway[(bench, metric)]:.2f} |")
+    lines += ["", "The recipe (workflows/embedded.yaml):", "", "```json", json.dumps(made_of, indent=1), "```", ""]
+    (out / "scores.md").write_text("\n".join(lines), encoding="utf-8")
+    plot(wide, out / "scores.png")
+    print("\n".join(lines[:len(wide) + 8]))
+
+
+def plot(wide, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    share = wide.sub(wide["chance"], axis=0).div(wide["answer key"] - wide["chance"], axis=0)
+    fig, ax = plt.subplots(figsize=(10, 4))
+    labels = [bench for bench, _ in share.index]
+    width = 0.25
+    for i, model in enumerate(MODELS):
+        ax.bar([x + (i - 1) * width for x in range(len(labels))], share[model], width, label=model)
+    ax.axhline(0.0, color="grey", lw=0.8, label="chance")
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="halfway to the answer key")
+    ax.set_xticks(range(len(labels)), labels, rotation=15)
+    ax.set_ylabel("(score - chance) / (key - chance)")
+    ax.set_title("Embedded tiny models on the mini-suite (0 = chance, 1 = answer key)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

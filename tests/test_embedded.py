@@ -1,0 +1,89 @@
+"""The embedded default: the main job on a fresh machine (empty home, no $LMUData), with a micro recipe."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import workflows.embedded as embedded
+from cli import app
+
+MICRO = {
+    "version": 1, "mini_suite": {"seed": 0, "scale": 1}, "tokenizer": {"vocab_size": 512},
+    "models": {"vlora": {"preset": "vlora-tiny", "set": {}}, "llava-v1.5": {"preset": "llava-tiny", "set": {}},
+               "llava-v1.5-qformer": {"preset": "llava-qformer-tiny", "set": {}}},
+    "stages": {stage: {"learning_rate": 1e-3, "batch_size": 4, "max_steps": 2, "dtype": "float32",
+                       "gradient_checkpointing": False, "max_length": 1024, "save_every": 0, "epochs": 1,
+                       **({"train_llm": True} if stage == "pretrain" else {})} for stage in ("pretrain", "finetune")},
+}
+
+
+@pytest.fixture
+def fresh_machine(tmp_path, monkeypatch):
+    """An empty home and cache, no $LMUData, the micro recipe; counts the training stages run."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("LMUData", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(embedded, "recipe", lambda: MICRO)
+    stages = []
+    import vlora.training
+
+    original = vlora.training.train
+
+    def counting(model, recipe, *args, **kwargs):
+        stages.append(recipe.stage)
+        return original(model, recipe, *args, **kwargs)
+
+    monkeypatch.setattr(vlora.training, "train", counting)
+    return tmp_path, stages
+
+
+def test_the_main_job_works_on_a_fresh_machine(fresh_machine):
+    tmp_path, stages = fresh_machine
+    result = CliRunner().invoke(app, ["run", "--model", "vlora", "--bench", "mmbench", "--max-new-tokens", "2"])
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert "training the embedded tiny vlora" in flat and "using the embedded mini-suite's MMBench_DEV_EN" in flat
+    assert "these numbers are of the embedded tiny model (not a real checkpoint) on the embedded mini-suite" in flat
+    assert stages == ["pretrain", "finetune"]
+    manifest = json.loads((tmp_path / "results" / "vlora-embedded" / "MMBench_DEV_EN" / "manifest.json").read_text())
+    assert manifest["model"]["embedded"] is True and manifest["data"]["embedded_mini_suite"] is True
+    assert str(tmp_path / "cache") in manifest["checkpoint"]  # cached under the user cache directory
+    again = CliRunner().invoke(app, ["run", "--model", "vlora", "--bench", "mmbench", "--max-new-tokens", "2",
+                                     "--json"])
+    assert again.exit_code == 0 and stages == ["pretrain", "finetune"]  # prepared once
+    assert json.loads(again.stdout)[0]["embedded"] == {"model": True, "data": True}
+
+
+@pytest.mark.parametrize("name,bench", [("llava-v1.5", "MME"), ("llava-v1.5-qformer", "MMBench_TEST_EN")])
+def test_every_model_and_benchmark_name_has_an_embedded_stand_in(fresh_machine, name, bench):
+    result = CliRunner().invoke(app, ["run", "--model", name, "--bench", bench, "--max-new-tokens", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    (out,) = json.loads(result.stdout)
+    assert out["embedded"] == {"model": True, "data": True} and out["complete"]
+
+
+def test_real_data_replaces_the_embedded_part_it_names(fresh_machine):
+    from tsv_fixtures import write_tsv, yes_no_table
+
+    tmp_path, _ = fresh_machine
+    write_tsv(yes_no_table(2), tmp_path / "home" / "LMUData" / "MME.tsv")  # the user's ~/LMUData
+    result = CliRunner().invoke(app, ["run", "--model", "vlora", "--bench", "MME", "--max-new-tokens", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    (out,) = json.loads(result.stdout)
+    assert out["embedded"] == {"model": True, "data": False} and out["rows"] == 4
+
+
+def test_embedded_plans_go_through_the_one_override_path(monkeypatch):
+    monkeypatch.setattr(embedded, "recipe", lambda: {**MICRO, "models": {"vlora": {"preset": "vlora-tiny",
+                                                                                     "set": {"connector.rank": 2}}}})
+    plan = embedded.plan("vlora")
+    assert plan.model.connector.rank == 2 and plan.pretrain.train_llm and plan.finetune.train_llm  # finetune: as released
+    assert plan.finetune.max_steps == 2
+    monkeypatch.setattr(embedded, "recipe", lambda: {**MICRO, "models": {"vlora": {"preset": "vlora-tiny",
+                                                                                     "set": {"connector.ranq": 2}}}})
+    with pytest.raises(Exception, match="ranq"):
+        embedded.plan("vlora")
