@@ -458,6 +458,63 @@ def export(
 
 @app.command()
 @user_errors
+def sweep(
+    config: Annotated[Path, typer.Argument(help="A sweep config (configs/main.yaml, types, rank, blocks).")],
+    set_: Sets = None,
+    shard: Annotated[str | None, typer.Option(help="i/n: this process's share of the jobs (default: RANK/WORLD_SIZE "
+                                              "under torchrun or accelerate launch, else all).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: results/sweeps/<name>).")] = None,
+    device: Device = "auto",
+    threads: Threads = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Train and evaluate every variant x seed of an ablation sweep (skipping finished ones, resuming the
+    rest), then write the table beside the paper's (CSV + markdown), FLOPs per variant and one plot per
+    benchmark. Bad configs are refused before any training."""
+    from evalsuite.runner import parse_shard
+    from workflows import sweep_table
+    from workflows.sweeps import load_sweep, run_sweep
+
+    plan = load_sweep(config, set_ or ())
+    placement = _placement(device, DType.FLOAT32, threads)
+    out = out or Path("results") / "sweeps" / plan.name
+    _folder_option(out, "--out")
+    records = run_sweep(plan, out, shard=parse_shard(shard) if shard else placement.process.shard,
+                        cpu=placement.device.type == "cpu", progress=not as_json, say=say)
+    written = {}
+    if len(records) == len(plan.jobs):
+        command = f"vlora-eval sweep {config}" + "".join(f" --set {s}" for s in set_ or ())
+        written = sweep_table.write(plan, records, out, command)
+    else:
+        say(f"{len(records)} of {len(plan.jobs)} jobs are done; the table is written when all are")
+    if as_json:
+        print(json.dumps({"sweep": plan.name, "jobs": len(plan.jobs), "done": len(records),
+                          "written": {k: str(v) for k, v in written.items() if k != "plots"}}, indent=2))
+    elif written:
+        console.print(Path(written["markdown"]).read_text(encoding="utf-8"), markup=False, highlight=False)
+        console.print(f"table and plots in [bold]{out}[/]")
+
+
+@app.command()
+@user_errors
+def report(
+    results: Annotated[Path, typer.Option(help="The results folder to assemble.")] = Path("results"),
+    out: Annotated[Path | None, typer.Option(help="The report file (default: <results>/report.md).")] = None,
+) -> None:
+    """One markdown report of results/: Table 1 (GFLOPs; our scores where runs exist), Tables 2-5 ours
+    beside the paper's, Figure 4; every number linked to the manifest or command that produced it."""
+    from workflows.report import build_report
+
+    if not results.is_dir():
+        from vlora.errors import InputError
+
+        raise InputError(f"--results {results} is not a folder")
+    path = build_report(results, out)
+    console.print(f"wrote [bold]{path}[/]")
+
+
+@app.command()
+@user_errors
 def demo(
     out: Annotated[Path, typer.Option(help="Where the tiny checkpoints are written.")] = Path("out/demo"),
     seed: Annotated[int, typer.Option()] = 0,

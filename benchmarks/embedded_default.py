@@ -55,7 +55,7 @@ def main() -> None:
     from evalsuite.baselines import answer_key, chance
     from evalsuite.benchmarks import benchmark
     from evalsuite.data import load_benchmark_data
-    from workflows.embedded import cache_root, mini_suite, recipe
+    from workflows.embedded import mini_suite, recipe
 
     os.environ.update({"XDG_CACHE_HOME": str(cache)})
     suite = mini_suite(say=lambda m: None)
@@ -67,17 +67,51 @@ def main() -> None:
         rows.append({"benchmark": bench, "metric": name, "model": "answer key",
                      "score": answer_key(data, "2024-05")[name], "seconds": None})
     timings = {"first_run_seconds": round(first, 1), "second_run_seconds": round(second, 1)}
+    seeing = {}
     for model in MODELS:
         seconds, out = run(["run", "--model", model, *sum((["--bench", b] for b in BENCHES), []), *results], env)
         timings[f"{model}_all_six_seconds"] = round(seconds, 1)
+        seeing[model] = caption_loss(model, suite)
         for entry in out:
             name, value = headline(entry["scores"])
             rows.append({"benchmark": entry["benchmark"], "metric": name, "model": model, "score": value,
                          "seconds": entry["seconds"]})
-    write(args.out, rows, timings, recipe(), cache_root())
+    write(args.out, rows, timings, seeing, recipe())
 
 
-def write(out: Path, rows: list[dict], timings: dict, made_of: dict, cache: Path) -> None:
+def caption_loss(model_name: str, suite: Path, samples: int = 256) -> dict[str, float]:
+    """Does the model use the image? Mean caption loss per token with each caption's own image and with
+    the images shuffled (the same captions): a model that sees does much better with its own."""
+    import dataclasses
+
+    import torch
+
+    from vlora.checkpoints import load_model
+    from vlora.training.data import ImageBatchCollator, load_training_data
+    from vlora.training.loop import learned_tokens, summed_token_loss
+    from workflows.embedded import trained_model
+
+    model = load_model(trained_model(model_name, say=lambda m: None)).eval()
+    data = load_training_data(suite / "train" / "pretrain.json", suite / "train", model.tokenizer, "pretrain",
+                              max_length=1024, positions_per_image=model.config.positions_per_image,
+                              cache_dir=Path(tempfile.mkdtemp()))
+    collate = ImageBatchCollator(model.collate, data)
+    rows = [data.dataset[i] for i in range(samples)]
+    shuffled = [dict(r, image=rows[(i + 1) % samples]["image"]) for i, r in enumerate(rows)]
+    losses = {}
+    with torch.no_grad():
+        for name, chunk in (("own image", rows), ("shuffled images", shuffled)):
+            total = tokens = 0.0
+            for at in range(0, samples, 32):
+                batch = collate(chunk[at:at + 32])
+                logits = model(dataclasses.replace(batch, labels=None)).logits
+                total += float(summed_token_loss(logits, batch.labels))
+                tokens += learned_tokens(batch)
+            losses[name] = round(total / tokens, 4)
+    return losses
+
+
+def write(out: Path, rows: list[dict], timings: dict, seeing: dict, made_of: dict) -> None:
     import pandas as pd
 
     out.mkdir(parents=True, exist_ok=True)
@@ -90,6 +124,10 @@ def write(out: Path, rows: list[dict], timings: dict, made_of: dict, cache: Path
     lines = ["# The embedded default: tiny models trained on the mini-suite", "",
              "Regenerate: `.venv/bin/python benchmarks/embedded_default.py` (a clean cache; CPU).", "",
              f"Timings: {json.dumps(timings)}", "",
+             "Do the models use the image? Caption loss per token on 256 training captions with their own "
+             "images and with the images shuffled:", "",
+             "| model | own image | shuffled images |", "|---|---:|---:|",
+             *[f"| {m} | {v['own image']:.3f} | {v['shuffled images']:.3f} |" for m, v in seeing.items()], "",
              "| benchmark | metric | chance | VLoRA | LLaVA-v1.5 | LLaVA-v1.5-QFormer | answer key | VLoRA: share of the way from chance to the key |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for (bench, metric), row in wide.iterrows():

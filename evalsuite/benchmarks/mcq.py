@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from evalsuite.benchmarks.protocol import BenchmarkProtocol, Message, Scored, images_first
+from evalsuite.benchmarks.protocol import BenchmarkProtocol, Message, Scored, images_first, unit_positions
+from evalsuite.errors import DataError
 from evalsuite.extraction import can_infer, extract_choice
 from evalsuite.prompts import (
     dataset_mcq_prompt,
@@ -32,24 +33,29 @@ from evalsuite.prompts import (
 if TYPE_CHECKING:
     from evalsuite.benchmarks import BenchmarkSpec
 
+M = 1_000_000  # circular copies of question g are g + j * M (VLMEvalKit's index % 1e6 grouping)
 MMB_ABBRS = {"coarse_perception": "CP", "finegrained_perception (instance-level)": "FP-S",
              "finegrained_perception (cross-instance)": "FP-C", "logic_reasoning": "LR",
              "relation_reasoning": "RR", "attribute_reasoning": "AR"}
 
 
 def report_acc(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """Overall, then one column per l2-category and per category (sorted), for each split."""
-    df = verdicts.copy()
-    df["split"] = split_of(df)
-    splits = sorted(set(df["split"]))
-    table: dict[str, list] = {"split": splits,
-                              "Overall": [_mean(df[df["split"] == s]["hit"]) for s in splits]}
+    """Overall, then one column per l2-category and per category (sorted), for each split.
+
+    Works on the `hit` values and masks alone (never filtering the whole verdicts frame), so scoring
+    stays cheap when it runs many times (the bootstrap in evalsuite/uncertainty.py)."""
+    hits = verdicts["hit"].to_numpy()
+    split = split_of(verdicts).to_numpy()
+    splits = sorted(set(split))
+    in_split = [split == s for s in splits]
+    table: dict[str, list] = {"split": splits, "Overall": [_mean(hits[m]) for m in in_split]}
     for group in ("l2-category", "category"):
-        if group not in df:
+        if group not in verdicts:
             continue
-        for ability in sorted(set(df[group].dropna().astype(str))):
-            sub = df[df[group].astype(str) == ability]
-            table[MMB_ABBRS.get(ability, ability)] = [_mean(sub[sub["split"] == s]["hit"]) for s in splits]
+        labels = verdicts[group].astype(str).to_numpy()
+        for ability in sorted(set(verdicts[group].dropna().astype(str))):
+            of_ability = labels == ability
+            table[MMB_ABBRS.get(ability, ability)] = [_mean(hits[of_ability & m]) for m in in_split]
     return pd.DataFrame(table)
 
 
@@ -58,14 +64,20 @@ def split_of(df: pd.DataFrame) -> pd.Series:
     return df["split"].astype(str) if "split" in df else pd.Series("none", index=df.index, dtype=object)
 
 
-def _mean(values: pd.Series) -> float:
+def _mean(values: np.ndarray) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
+
+
+def option_columns(df: pd.DataFrame) -> list[str]:
+    """The option columns (A, B, ...) the table has."""
+    return [c for c in string.ascii_uppercase if c in df]
 
 
 def vanilla_verdicts(df: pd.DataFrame, rules: str) -> pd.DataFrame:
     """One pass per question: hit = (extracted letter == GT); nothing inferable counts as 'Z'."""
     out = df.copy()
-    out["extracted"] = [extract_choice(row["prediction"], options_of(row), rules) for row in df.to_dict("records")]
+    rows = df[["prediction", *option_columns(df)]].to_dict("records")  # what extraction reads
+    out["extracted"] = [extract_choice(row["prediction"], options_of(row), rules) for row in rows]
     out["hit"] = (out["extracted"] == out["GT"]).astype(int)
     return out
 
@@ -126,7 +138,8 @@ def score_circular(df: pd.DataFrame, rules: str) -> Scored:
     prediction is not scored, as in VLMEvalKit."""
     df = df.assign(GT=df["answer"], g_index=group_index(df)).sort_values("index")
     groups: dict[int, list[dict]] = {}
-    for row in df.to_dict("records"):
+    read = ["index", "g_index", "GT", "prediction", *option_columns(df)]  # what a verdict reads
+    for row in df[read].to_dict("records"):
         groups.setdefault(row["g_index"], []).append(row)
     main = df[df["index"].astype(int) == df["g_index"]].copy()
     verdicts = [circular_verdict(groups[g], rules) for g in main["g_index"]]
@@ -136,6 +149,28 @@ def score_circular(df: pd.DataFrame, rules: str) -> Scored:
     unscored = len(set(groups) - set(main["g_index"]))
     notes = [f"{unscored} question(s) without a prediction for their main row (copy 0) are not scored"] if unscored else []
     return main, report_acc(main), notes
+
+
+def one_row_units(table: pd.DataFrame) -> list[np.ndarray]:
+    """Each row alone: `mcq_vanilla_eval` judges every row (question) by itself."""
+    return [np.array([i]) for i in range(len(table))]
+
+
+def renumber_rows(rows: pd.DataFrame, copies: np.ndarray) -> pd.DataFrame:
+    """One row per unit: the index becomes the copy number (nothing else identifies a vanilla question)."""
+    return rows.assign(index=np.asarray(copies, dtype="int64"))
+
+
+def relabel_circular(rows: pd.DataFrame, copies: np.ndarray) -> pd.DataFrame:
+    """Copy c of a question becomes question c: index = c + (index - group), g_index = c where present.
+    index % 1e6 (or g_index) still gathers exactly the copy's rows, the main row (index == g_index) stays
+    the main row and each rotation keeps its offset j * 1e6."""
+    copies = np.asarray(copies, dtype="int64")
+    if len(copies) and copies.max() >= M:
+        raise DataError(f"{copies.max() + 1} circular questions in one resample: index % 1e6 cannot tell them apart")
+    offset = rows["index"].astype("int64").to_numpy() - group_index(rows).to_numpy()
+    out = rows.assign(index=copies + offset)
+    return out.assign(g_index=copies) if "g_index" in rows else out
 
 
 def llava_row_prompt(line: Mapping[str, Any]) -> str:
@@ -168,6 +203,11 @@ class MCQProtocol(BenchmarkProtocol):
     def choices(self, line: Mapping[str, Any]) -> tuple[str, ...]:
         return tuple(options_of(line))
 
+    def strata(self, table: pd.DataFrame) -> pd.Series:
+        """The split: `report_acc` reports each split on its own and a headline reads one, so a resample
+        keeps every split's number of questions."""
+        return split_of(table)
+
 
 class CircularProtocol(MCQProtocol):
     """MMBench, CCBench: VLMEvalKit's `mcq_circular_eval` over the rotated copies of each question."""
@@ -189,6 +229,14 @@ class CircularProtocol(MCQProtocol):
         """One question per circular group (index mod 1e6)."""
         return int(group_index(table).nunique())
 
+    def units(self, table: pd.DataFrame) -> list[np.ndarray]:
+        """A question with all its rotated copies: `mcq_circular_eval` groups rows by g_index (index % 1e6)
+        and counts a question right only when every copy is."""
+        return unit_positions(group_index(table))
+
+    def relabel(self, rows: pd.DataFrame, copies: np.ndarray) -> pd.DataFrame:
+        return relabel_circular(rows, copies)
+
 
 class VanillaProtocol(MCQProtocol):
     """ScienceQA: VLMEvalKit's `mcq_vanilla_eval`, one pass per question."""
@@ -197,6 +245,13 @@ class VanillaProtocol(MCQProtocol):
 
     def score(self, df: pd.DataFrame, rules: str) -> Scored:
         return score_vanilla(df, rules)
+
+    def units(self, table: pd.DataFrame) -> list[np.ndarray]:
+        """A question (one row): `mcq_vanilla_eval` judges each row alone."""
+        return one_row_units(table)
+
+    def relabel(self, rows: pd.DataFrame, copies: np.ndarray) -> pd.DataFrame:
+        return renumber_rows(rows, copies)
 
 
 class MMMUProtocol(MCQProtocol):
@@ -220,3 +275,10 @@ class MMMUProtocol(MCQProtocol):
 
     def score(self, df: pd.DataFrame, rules: str) -> Scored:
         return score_mmmu(df, rules)
+
+    def units(self, table: pd.DataFrame) -> list[np.ndarray]:
+        """A question (one row): after `MMMU_preproc`, `mcq_vanilla_eval` judges each row alone."""
+        return one_row_units(table)
+
+    def relabel(self, rows: pd.DataFrame, copies: np.ndarray) -> pd.DataFrame:
+        return renumber_rows(rows, copies)

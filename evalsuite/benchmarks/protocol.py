@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import pandas as pd
 
 from evalsuite.prompts import is_missing
@@ -65,6 +66,15 @@ def _columns(value: Any, where: str) -> tuple[str, ...]:
 def images_first(n_images: int, text: str) -> Message:
     """All images, then the text: how VLMEvalKit's non-interleaved prompts are laid out."""
     return [{"type": "image", "value": i} for i in range(n_images)] + [{"type": "text", "value": text}]
+
+
+def unit_positions(*keys: pd.Series | np.ndarray) -> list[np.ndarray]:
+    """The row positions of each distinct combination of `keys` (one value per row), units in the order
+    of their first row; a missing key value is a value like any other (a unit of its own)."""
+    frame = pd.DataFrame({i: np.asarray(key, dtype=object) for i, key in enumerate(keys)})
+    codes = frame.groupby(list(frame.columns), sort=False, dropna=False).ngroup().to_numpy()
+    order = np.argsort(codes, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(codes))[:-1])
 
 
 class BenchmarkProtocol(ABC):
@@ -126,3 +136,20 @@ class BenchmarkProtocol(ABC):
         row = rows.iloc[0]
         return {label: float(sum(float(row[c]) for c in names)) * headline.scale
                 for label, names in headline.columns.items()}
+
+    def units(self, table: pd.DataFrame) -> list[np.ndarray]:
+        """The row positions of each unit the scorer judges together (every row in exactly one unit)."""
+        raise self._no_unit_rule("units")
+
+    def strata(self, table: pd.DataFrame) -> pd.Series:
+        """Per row, the stratum its unit is resampled within (a resample keeps each stratum's unit count)."""
+        raise self._no_unit_rule("strata")
+
+    def relabel(self, rows: pd.DataFrame, copies: np.ndarray) -> pd.DataFrame:
+        """`rows` (drawn units, one after another, positions 0..) with identifiers unique per drawn copy:
+        row i belongs to copy `copies[i]` (0, 1, ...), so a unit drawn twice is scored as two."""
+        raise self._no_unit_rule("relabel")
+
+    def _no_unit_rule(self, method: str) -> ConfigError:
+        return ConfigError(f"the {self.name} protocol has no bootstrap unit rule ({type(self).__name__}.{method} "
+                           "is not implemented): its scores cannot carry an interval")

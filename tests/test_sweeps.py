@@ -1,0 +1,123 @@
+"""Sweeps as data: configs checked before any training, a micro sweep killed and resumed, the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from test_embedded import MICRO, fresh_machine  # noqa: F401  (the fixture)
+from typer.testing import CliRunner
+
+import workflows.embedded as embedded
+from cli import app
+from vlora.errors import ConfigError
+from workflows.sweeps import load_sweep
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+@pytest.mark.parametrize("name", ["main", "types", "rank", "blocks"])
+def test_the_four_configs_load(name):
+    sweep = load_sweep(CONFIGS / f"{name}.yaml")
+    assert sweep.reference in sweep.variants and len(sweep.jobs) == 3 * len(sweep.variants)
+    assert len(sweep.benchmarks) == 6
+
+
+def test_rank_sweep_keeps_the_branch_scale():
+    sweep = load_sweep(CONFIGS / "rank.yaml")
+    ranks = {job.variant: job.plan.model.connector.rank for job in sweep.jobs}
+    assert ranks == {"16": 1, "32": 2, "64": 4, "128": 8}
+    assert {job.plan.model.connector.scale for job in sweep.jobs} == {1.0}
+
+
+def test_types_and_seeds_reach_the_plans():
+    sweep = load_sweep(CONFIGS / "types.yaml")
+    job = next(j for j in sweep.jobs if j.variant == "qko" and j.seed == 2)
+    assert job.plan.model.connector.types == "qko"
+    assert job.plan.pretrain.seed == embedded.plan("vlora").pretrain.seed + 2
+
+
+def _write(tmp_path, **changes) -> Path:
+    config = yaml.safe_load((CONFIGS / "rank.yaml").read_text())
+    config.update(changes)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"variants": []}, "the list of variants is empty"),
+    ({"variants": [{"name": "x", "set": {"connector.ranq": 2}}]}, "variants[0] (x)"),
+    ({"variants": [{"name": "x", "set": {"connector.rank": 0, "connector.alpha": 1.0}}]}, "must be positive"),
+    ({"variants": [{"name": "x", "set": {"connector.types": "qkz"}}]}, "subset of 'qkvom'"),
+    ({"variants": [{"name": "x", "model": "gpt"}]}, "no embedded model for 'gpt'"),
+    ({"variants": [{"name": "a", "set": {"connector.rank": 2}}, {"name": "b", "set": {"connector.rank": 4}}],
+      "reference": "a"}, "change alpha / r"),
+    ({"benchmarks": ["nope"]}, "unknown benchmark 'nope'"),
+    ({"seeds": 0}, "positive number of seeds"),
+    ({"colour": "red"}, "colour is not a sweep setting"),
+])
+def test_bad_configs_fail_before_any_training(tmp_path, changes, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")) as e:
+        load_sweep(_write(tmp_path, **changes))
+    assert str(_write(tmp_path, **changes)) in str(e.value)
+
+
+def test_a_micro_sweep_killed_after_its_first_variant_resumes(fresh_machine, monkeypatch):  # noqa: F811
+    tmp_path, stages = fresh_machine
+    config = _write(tmp_path, seeds=1, benchmarks=["MME", "ScienceQA_VAL"], reference="16",
+                    variants=[{"name": "16", "set": {"connector.rank": 1, "connector.alpha": 1.0}},
+                              {"name": "32", "set": {"connector.rank": 2, "connector.alpha": 2.0}}])
+    import workflows.sweeps as sweeps
+
+    real = sweeps.run_job
+    calls = []
+
+    def killed_after_the_first(sweep, job, *args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(job.key)
+        return real(sweep, job, *args, **kwargs)
+
+    monkeypatch.setattr(sweeps, "run_job", killed_after_the_first)
+    first = CliRunner().invoke(app, ["sweep", str(config), "--out", str(tmp_path / "sw")])
+    assert first.exit_code == 130, first.output
+    assert stages == ["pretrain", "finetune"] and calls == ["16/seed-0"]
+    monkeypatch.setattr(sweeps, "run_job", real)
+    again = CliRunner().invoke(app, ["sweep", str(config), "--out", str(tmp_path / "sw"), "--json"])
+    assert again.exit_code == 0, again.output
+    assert stages == ["pretrain", "finetune"] * 2  # the first variant was not trained again
+    assert json.loads(again.stdout)["done"] == 2
+    table = (tmp_path / "sw" / "table.csv").read_text()
+    assert "16" in table and "32" in table and (tmp_path / "sw" / "MME.png").is_file()
+    records = [json.loads(p.read_text()) for p in (tmp_path / "sw" / "runs").rglob("done.json")]
+    for record in records:  # every score points at the manifest it came from
+        for bench, score in record["scores"].items():
+            manifest = json.loads(Path(score["manifest"]).read_text())
+            assert manifest["scores"] == score["headline"] and manifest["benchmark"] == bench
+            low, high = next(iter(score["interval"].values()))
+            assert low <= next(iter(score["headline"].values())) <= high
+
+
+def test_the_report_renders_and_links_every_score_to_its_manifest(tmp_path, monkeypatch):
+    import shutil
+
+    from tsv_fixtures import write_tsv, yes_no_table
+
+    results = tmp_path / "results"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "results" / "paper", results / "paper")
+    data = write_tsv(yes_no_table(2), tmp_path / "MME.tsv")
+    run = CliRunner().invoke(app, ["run", "--model", "llava-tiny", "--bench", "MME", "--data", str(data),
+                                   "--results", str(results), "--max-new-tokens", "2"])
+    assert run.exit_code == 0, run.output
+    manifest = json.loads((results / "llava-tiny" / "MME" / "manifest.json").read_text())
+    result = CliRunner().invoke(app, ["report", "--results", str(results)])
+    assert result.exit_code == 0, result.output
+    text = (results / "report.md").read_text()
+    assert "| VLoRA | 0 | 619 | 619.0 |" in text  # the paper's row beside the formula
+    value = next(iter(manifest["scores"].values()))
+    row = next(line for line in text.splitlines() if line.startswith("| ours: llava-tiny"))
+    assert f"[{value:.1f}](llava-tiny/MME/manifest.json)" in row  # ours, linked to its manifest
+    assert "Not run yet: `vlora-eval sweep configs/rank.yaml`" in text

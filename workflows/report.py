@@ -1,0 +1,107 @@
+"""`vlora-eval report`: results/ assembled into one markdown report, every number traced to its source.
+
+    Table 1   the paper's rows and GFLOPs (results/paper/tables.yaml) beside the FLOPs formula
+              (flops.report) and our scores where runs exist (results/**/manifest.json)
+    Tables 2-5 the sweeps' tables (results/sweeps/<name>/table.md, written by `vlora-eval sweep`)
+    Figure 4  results/flops/figure4.png (written by `vlora-eval flops --plot results/flops`)
+Nothing here computes a score: it reads what the commands wrote and says which command wrote it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+SWEEPS = (("main", "Table 2"), ("types", "Table 3"), ("rank", "Table 4"), ("blocks", "Table 5"))
+MODEL_ROWS = {"vlora": "VLoRA", "llava-v1.5": "LLaVA-v1.5", "llava-v1.5-qformer": "LLaVA-v1.5-QFormer"}
+
+
+def run_manifests(results: Path) -> list[tuple[Path, dict]]:
+    """Every benchmark run's manifest under `results` (sweep runs included), newest file order."""
+    found = []
+    for path in sorted(results.rglob("manifest.json")):
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(manifest, dict) and "benchmark" in manifest and "scores" in manifest:
+            found.append((path, manifest))
+    return found
+
+
+def _ours(results: Path) -> dict[str, dict[str, tuple[float, Path, bool]]]:
+    """Model name -> benchmark -> (headline, manifest, embedded), from runs outside the sweeps."""
+    ours: dict[str, dict[str, tuple[float, Path, bool]]] = {}
+    for path, manifest in run_manifests(results):
+        if "sweeps" in path.parts or not manifest.get("scores"):
+            continue
+        name = manifest["model"].get("name")
+        embedded = bool(manifest["model"].get("embedded")) or bool(manifest["data"].get("embedded_mini_suite"))
+        value = next(iter(manifest["scores"].values()))
+        ours.setdefault(name, {})[manifest["benchmark"]] = (value, path, embedded)
+    return ours
+
+
+def table1(results: Path, out_dir: Path) -> list[str]:
+    from flops.report import table1_rows
+    from flops.settings import FlopsSettings
+
+    paper = yaml.safe_load((results / "paper" / "tables.yaml").read_text(encoding="utf-8"))
+    columns = paper["columns"]
+    formula = {r["model"]: r["formula"] for r in table1_rows(FlopsSettings())}
+    ours = _ours(results)
+    lines = ["## Table 1: GFLOPs and the six benchmarks", "",
+             "Paper: `results/paper/tables.yaml`. Formula: `vlora-eval flops --text-len 32` (the paper's own "
+             "formula, Vicuna-7B shape). Ours: the runs found under `results/` (manifest linked); *embedded* marks "
+             "the tiny embedded models on the synthetic mini-suite, which check the pipeline and are not comparable "
+             "with the paper's numbers.", "",
+             "| model | visual tokens | GFLOPs paper | GFLOPs formula | " + " | ".join(columns) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(columns)]
+    for name, row in paper["table1"]["rows"].items():
+        lines.append(f"| {name} | {row['visual_tokens']} | {row['gflops']} | {formula.get(name, '')} | "
+                     + " | ".join(str(v) for v in row["scores"]) + " |")
+    for name in sorted(ours, key=lambda n: (n not in MODEL_ROWS, n)):
+        label = MODEL_ROWS.get(name, name)
+        cells = []
+        for bench in columns:
+            if bench in ours[name]:
+                value, path, embedded = ours[name][bench]
+                link = os.path.relpath(path, out_dir)
+                cells.append(f"[{value:.1f}]({link})" + (" *embedded*" if embedded else ""))
+            else:
+                cells.append("")
+        lines.append(f"| ours: {label} | | | | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def sweep_sections(results: Path, out_dir: Path) -> list[str]:
+    lines = []
+    for name, label in SWEEPS:
+        table = results / "sweeps" / name / "table.md"
+        if not table.is_file():
+            lines += [f"## {label}", "", f"Not run yet: `vlora-eval sweep configs/{name}.yaml`.", ""]
+            continue
+        body = table.read_text(encoding="utf-8").splitlines()
+        lines += [f"## {label}: {body[0].lstrip('# ')}", *body[1:], ""]
+        plots = sorted((results / "sweeps" / name).glob("*.png"))
+        lines += [" ".join(f"![{p.stem}]({os.path.relpath(p, out_dir)})" for p in plots), ""]
+    return lines
+
+
+def build_report(results: Path = Path("results"), out: Path | None = None) -> Path:
+    out = out or results / "report.md"
+    out_dir = out.parent
+    lines = ["# vlora-eval report: the paper's Tables 1-5 and Figure 4, ours beside theirs", "",
+             "Regenerate: `vlora-eval report` (it reads `results/`; each section names the command that wrote "
+             "its numbers).", ""]
+    lines += table1(results, out_dir)
+    lines += sweep_sections(results, out_dir)
+    figure = results / "flops" / "figure4.png"
+    lines += ["## Figure 4: GFLOPs against visual tokens", "",
+              f"![Figure 4]({os.path.relpath(figure, out_dir)})" if figure.is_file()
+              else "Not drawn yet: `vlora-eval flops --text-len 32 --count --plot results/flops`.", ""]
+    out.write_text("\n".join(lines), encoding="utf-8")
+    return out
