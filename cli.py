@@ -115,7 +115,9 @@ def generate(
     checkpoint: Annotated[Path | None, typer.Option(help="A checkpoint folder (VLoRA, LLaVA or own).")] = None,
     image: Annotated[Path | None, typer.Option(help="Image file; omit for a text-only question.")] = None,
     vision_tower: Annotated[Path | None, typer.Option(help="Local CLIP folder (overrides mm_vision_tower).")] = None,
-    mode: Annotated[ExecutionMode, typer.Option(help="VLoRA execution.")] = ExecutionMode.FACTORIZED,
+    mode: Annotated[ExecutionMode, typer.Option(help="VLoRA execution: auto picks factorized or merged per call from "
+                                                "the measured crossover (vlora/crossover.yaml); the others fix it.")
+                    ] = ExecutionMode.AUTO,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
     official_positions: Annotated[bool, typer.Option(help="Copy the VLoRA release's decoding positions.")] = False,
     device: Device = "auto",
@@ -158,7 +160,8 @@ def generate(
         raise InputError(answer.message)
     if as_json:
         print(json.dumps({"model": adapter.card.name, "checkpoint": str(checkpoint) if checkpoint else None,
-                          "embedded": embedded, "question": question, "answer": answer, "mode": mode}))
+                          "embedded": embedded, "question": question, "answer": answer, "mode": mode,
+                          "execution": adapter.run_stats()}))
     else:
         console.print(answer, highlight=False)
         views.embedded_caveat(embedded, False)
@@ -221,7 +224,9 @@ def run(
     answer_mode: Annotated[AnswerMode, typer.Option(help="generate: free text; likelihood: the most likely option.")
                            ] = AnswerMode.GENERATE,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
-    mode: Annotated[ExecutionMode, typer.Option(help="VLoRA execution.")] = ExecutionMode.FACTORIZED,
+    mode: Annotated[ExecutionMode, typer.Option(help="VLoRA execution: auto picks factorized or merged per call from "
+                                                "the measured crossover (vlora/crossover.yaml); the others fix it.")
+                    ] = ExecutionMode.AUTO,
     results: Annotated[Path, typer.Option(help="Results root.")] = Path("results"),
     run_name: Annotated[str | None, typer.Option(help="Folder name under the results root (default: model).")] = None,
     fresh: Annotated[bool, typer.Option(help="Discard earlier predictions of this run (default: resume).")] = False,
@@ -229,6 +234,7 @@ def run(
     dtype: Dtype = DType.AUTO,
     threads: Threads = None,
     set_: Sets = None,
+    vision_cache: Annotated[bool, typer.Option(help="Decode and encode each distinct image once per run.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Run a model on benchmarks: batched, resumable, sharded; predictions, scores and a manifest
@@ -252,7 +258,7 @@ def run(
                          fresh=fresh, progress=not as_json, environment=placement.describe(), embedded_model=embedded)
     adapter = create_model(model, checkpoint, vision_tower=vision_tower, device=placement.device,
                            dtype=placement.dtype, overrides=set_ or (), batch_size=batch_size,
-                           mode=ExecutionMode(mode).value)
+                           mode=ExecutionMode(mode).value, vision_cache=vision_cache)
     out = []
     for benchmark_data in loaded:
         result = run_benchmark(adapter, benchmark_data, options, str(checkpoint) if checkpoint else None)

@@ -26,7 +26,7 @@ from vlora.config import ModelConfig, Space
 class Request:
     id: str
     text: str  # the user's turn; "<image>" marks where images go (prepended, one per image, if absent)
-    images: tuple[Any, ...] = ()  # PIL images or paths, in placeholder order
+    images: tuple[Any, ...] = ()  # PIL images, paths or ImageSources (vlora/image_sources.py), in placeholder order
     choices: tuple[str, ...] = ()  # candidate continuations for log-likelihood scoring
     max_new_tokens: int = 32
 

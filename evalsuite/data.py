@@ -18,6 +18,7 @@ import hashlib
 import io
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +28,7 @@ from evalsuite.benchmarks import BenchmarkSpec
 from evalsuite.errors import DataError
 from evalsuite.prompts import is_missing
 from vlora.errors import InputError
+from vlora.image_sources import ImageSource, bytes_key
 from vlora.images import decode_image
 
 
@@ -109,20 +111,41 @@ class BenchmarkData:
 
     def images(self, position: int) -> list[Image.Image]:
         """The images of the row at `position`, decoded as VLMEvalKit hands them to a model."""
-        row = self.table.iloc[position]
-        sources = self._sources(position)
-        names = _image_list(row["image_path"]) if "image_path" in row and not is_missing(row["image_path"]) else []
+        return [source.load() for source in self.image_sources(position)]
+
+    def image_sources(self, position: int) -> list[ImageSource]:
+        """The images of the row at `position` as keyed sources (vlora/image_sources.py): the key is the
+        hash of the image's bytes (plus `+jpeg` where VLMEvalKit re-encodes it), so rows that show the same
+        image share it; decoding waits for `load()`."""
+        names = self._image_names(position)
         out = []
-        for i, source in enumerate(sources):
+        for i, cell in enumerate(self._sources(position)):
+            name = names[i] if i < len(names) else ""
             try:
-                image = _decode(source)
-            except InputError as e:
-                raise DataError(f"{self.where(position, 'image')}: {e}") from None
+                data = base64.b64decode(cell, validate=False)
             except (binascii.Error, ValueError) as e:
                 raise DataError(f"{self.where(position, 'image')}: not base64 ({e})") from None
-            name = names[i] if i < len(names) else ""
-            out.append(_as_vlmevalkit_saves(image, name))
+            jpeg = name.lower().endswith((".jpg", ".jpeg"))
+            out.append(ImageSource(bytes_key(data, "jpeg" if jpeg else ""), partial(self._load, data, name, position)))
         return out
+
+    def _image_names(self, position: int) -> list[str]:
+        if "image_path" not in self.table.columns:
+            return []
+        cell = self.table["image_path"].iloc[position]
+        return [] if is_missing(cell) else _image_list(cell)
+
+    def _load(self, data: bytes, name: str, position: int) -> Image.Image:
+        try:
+            image = decode_image(io.BytesIO(data), label="the base64 image", rgb=False)
+        except InputError as e:
+            raise DataError(f"{self.where(position, 'image')}: {e}") from None
+        return _as_vlmevalkit_saves(image, name)
+
+    def image_group(self, position: int) -> tuple[str, ...]:
+        """The row's image cells, references resolved, without decoding: rows that show the same stored
+        images share it (for ordering rows so that they meet in a batch; the cache keys by content)."""
+        return tuple(self._sources(position))
 
 
 def _image_list(cell) -> list[str]:
@@ -133,10 +156,6 @@ def _image_list(cell) -> list[str]:
         except (ValueError, SyntaxError) as e:
             raise ValueError(f"not a list of base64 images ({type(e).__name__})") from None
     return [text]
-
-
-def _decode(source: str) -> Image.Image:
-    return decode_image(io.BytesIO(base64.b64decode(source, validate=False)), label="the base64 image", rgb=False)
 
 
 def _as_vlmevalkit_saves(image: Image.Image, name: str) -> Image.Image:

@@ -4,84 +4,134 @@ one implementation for the three, since the connector is the only difference bet
 Requests are prepared one by one (tokens, image check, position budget), then run in batches; a batch
 that fails is retried request by request so one bad request becomes a `Failure` without costing the
 others their results.
+
+Throughput (docs/architecture.md, "Throughput"):
+  vision cache   the adapter owns a `VisionCache`: each distinct image (by content) is decoded, passed
+                 through CLIP and the connector once, and every request that shows it reuses the result
+                 (`vision_cache=False`: every request decodes and encodes its images, as before);
+  likelihood     all choices of a request run in its batch after one prefill of the shared prompt;
+  decoding       rows that reach EOS leave the loop;
+  mode `auto`    VLoRA's factorized or merged execution per call, from the measured crossover.
+`run_stats()` says what ran: LLM calls per execution mode, decodes, CLIP and connector passes.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TypeVar
-
-import torch
-from PIL import Image
+from typing import Any
 
 from evalsuite.adapter import Failure, ModelCard, Request
-from vlora.batch import check_images
-from vlora.config import ExecutionMode
+from vlora.batch import MultimodalBatch, check_images
+from vlora.config import ExecutionMode, Space
+from vlora.dispatch import Crossover, crossover_for
 from vlora.errors import InputError, VLoRAEvalError
-from vlora.images import open_image
+from vlora.image_sources import image_source, load_image
+from vlora.likelihood import Choice
 from vlora.prompting import IMAGE_PLACEHOLDER, IMAGE_TOKEN_INDEX, tokenize_with_placeholder
-
-T = TypeVar("T")
+from vlora.vision_cache import VisionCache, VisionPasses
 
 
 class MultimodalAdapter:
-    """The contract over a `MultimodalLM` (VLoRA, LLaVA-v1.5 or LLaVA-v1.5-QFormer)."""
+    """The contract over a `MultimodalLM` (VLoRA, LLaVA-v1.5 or LLaVA-v1.5-QFormer).
+
+    vision_cache: True (a `VisionCache` of the default budget), a cache of one's own, or False (none).
+    crossover: the merge crossover `auto` uses (default: vlora/crossover.yaml's for this device)."""
+
+    takes_image_sources = True  # requests may carry keyed sources (vlora/image_sources.py), decoded on demand
 
     def __init__(self, model, name: str, batch_size: int = 8, mode: ExecutionMode | str = ExecutionMode.FACTORIZED,
-                 official_positions: bool = False):
+                 official_positions: bool = False, vision_cache: VisionCache | bool = True,
+                 crossover: Crossover | None = None):
         self.model = model.eval()
         self.mode = ExecutionMode(mode)
         self.batch_size = 1 if self.mode is ExecutionMode.MERGED else batch_size  # merging folds one image
         self.official_positions = official_positions
+        self.cache = VisionCache() if vision_cache is True else (vision_cache or None)
+        self.passes = self.cache.passes if self.cache is not None else VisionPasses()
+        if crossover is None and self._dispatches:
+            crossover = crossover_for(model.config.llm.hidden_size, model.config.connector.rank, model.device,
+                                      model.dtype)
+        self.crossover = crossover
+        self.calls: Counter[str] = Counter()  # LLM calls per concrete execution mode
         self.card = ModelCard(name=name, config=model.config, parameters=model.parameter_counts(),
                               extras={"mode": self.mode.value, "official_positions": official_positions})
+
+    @property
+    def _dispatches(self) -> bool:
+        return self.mode is ExecutionMode.AUTO and self.model.space is Space.PARAMETER
+
+    def run_stats(self) -> dict[str, Any]:
+        """What ran so far: the execution mode (and the crossover `auto` used), the vision cache, and
+        counts (`counts`: plain integers, so a caller can subtract two snapshots)."""
+        counts = {f"llm_calls_{mode}": n for mode, n in sorted(self.calls.items())}
+        counts.update({f"vision_{k}": v for k, v in self.passes.to_dict().items()})
+        return {"mode": self.mode.value, "crossover": self.crossover.to_dict() if self._dispatches else None,
+                "vision_cache": None if self.cache is None else {"max_bytes": self.cache.max_bytes,
+                                                                 "entries": len(self.cache), "bytes": self.cache.nbytes},
+                "counts": counts}
 
     # --- the two verbs -------------------------------------------------------------------------------
     def generate(self, requests: Sequence[Request]) -> list[str | Failure]:
         """Greedy completions, batched; each request stops at EOS or its own max_new_tokens."""
-        def run(items: list[tuple[Request, list[int], list[Image.Image]]]) -> list[str]:
-            batch = self.model.collate([ids for _, ids, _ in items], [images for _, _, images in items])
+        def run(items: list[tuple[Request, list[int], list]]) -> list[str]:
+            batch = self._collate([ids for _, ids, _ in items], [images for _, _, images in items])
             longest = max(r.max_new_tokens for r, _, _ in items)
-            tokens = self.model.decode(batch, longest, official_positions=self.official_positions, mode=self.mode)
+            tokens = self.model.decode(batch, longest, official_positions=self.official_positions,
+                                       mode=self._mode(batch, longest), cache=self.cache)
             return [self.model.tokenizer.decode(t[:r.max_new_tokens], skip_special_tokens=True).strip()
                     for t, (r, _, _) in zip(tokens, items, strict=True)]
 
         return self._batched(requests, run)
 
     def loglikelihood(self, requests: Sequence[Request]) -> list[list[float] | Failure]:
-        """Sum of log-probabilities of each choice as the assistant's answer, per request."""
-        expanded = [(r, choice) for r in requests for choice in r.choices]
+        """Sum of log-probabilities of each choice as the assistant's answer, per request. A request's
+        choices share its batch and one prefill of its prompt (vlora/likelihood.py)."""
+        def run(items: list[tuple[Request, list[int], list]]) -> list[list[float]]:
+            prefixes, choices = [], []
+            for request, context, _ in items:
+                prefix, row = self._choices(request, context)
+                prefixes.append(prefix)
+                choices.append(row)
+            batch = self._collate(prefixes, [images for _, _, images in items])
+            after = max(sum(len(c.tokens) for c in row) for row in choices)
+            return self.model.score_choices(batch, choices, self._mode(batch, after), self.cache)
 
-        def run(items: list[tuple[tuple[Request, str], list[int], list[Image.Image]]]) -> list[float]:
-            full, spans = [], []
-            for (request, choice), context, _ in items:
-                ids = tokenize_with_placeholder(self._prompt(request) + " " + choice, self.model.tokenizer)
-                self._check_length(request, ids, 0)
-                common = next((i for i, (a, b) in enumerate(zip(ids, context, strict=False)) if a != b),
-                              min(len(ids), len(context)))
-                full.append(ids)
-                spans.append(len(ids) - common)  # the choice's tokens, scored
-            batch = self.model.collate(full, [images for _, _, images in items])
-            with torch.no_grad():
-                logits = self.model(batch, mode=self.mode).logits.float()  # [n, s, V]
-            logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
-            targets = batch.input_ids[:, 1:].to(logprobs.device)
-            picked = logprobs.gather(-1, targets[..., None])[..., 0]  # [n, s-1]
-            return [float(picked[i, -n:].sum()) for i, n in enumerate(spans)]
+        asked = [r for r in requests if r.choices]
+        scores = iter(self._batched(asked, run))
+        return [next(scores) if r.choices else Failure(r.id, "log-likelihood scoring needs choices") for r in requests]
 
-        flat = self._batched(expanded, run, request_of=lambda pair: pair[0])
-        out, i = [], 0
-        for request in requests:
-            if not request.choices:
-                out.append(Failure(request.id, "log-likelihood scoring needs choices"))
-                continue
-            scores = flat[i:i + len(request.choices)]
-            i += len(request.choices)
-            failure = next((s for s in scores if isinstance(s, Failure)), None)
-            out.append(failure if failure is not None else scores)
-        return out
+    # --- one call's pieces ---------------------------------------------------------------------------
+    def _collate(self, sequences: list[list[int]], images: list[list]) -> MultimodalBatch:
+        batch = self.model.collate(sequences, images, pixels=self.cache is None)
+        if self.cache is None and batch.uses_images:  # the cache counts its own passes
+            self.passes.clip += len(batch.images)
+            self.passes.connector += len(batch.images)
+            self.passes.encoder_calls += 1
+        return batch
 
-    # --- batching with isolation of bad requests --------------------------------------------------
+    def _mode(self, batch: MultimodalBatch, after: int) -> ExecutionMode:
+        """The concrete execution mode of one LLM call (`after`: tokens it runs after the prompt)."""
+        mode = self.model.resolve_mode(self.mode, batch, after, self.crossover)
+        self.calls[mode.value] += 1
+        return mode
+
+    def _choices(self, request: Request, context: list[int]) -> tuple[list[int], list[Choice]]:
+        """The prompt's ids shared by every choice, and each choice's ids after them with the number of
+        its own tokens (scored): those after where `prompt + " " + choice` stops matching the prompt."""
+        fulls = [tokenize_with_placeholder(self._prompt(request) + " " + c, self.model.tokenizer) for c in request.choices]
+        commons = []
+        for ids in fulls:
+            self._check_length(request, ids, 0)
+            commons.append(next((i for i, (a, b) in enumerate(zip(ids, context, strict=False)) if a != b),
+                                min(len(ids), len(context))))
+        shared = min(commons)
+        if IMAGE_TOKEN_INDEX in context[shared:]:
+            raise InputError(f"request {request.id}: a choice changes the prompt before its image")
+        return context[:shared], [Choice(tuple(ids[shared:]), len(ids) - common)
+                                  for ids, common in zip(fulls, commons, strict=True)]
+
+    # --- requests, checked one by one --------------------------------------------------------------
     def _prompt(self, request: Request) -> str:
         text = request.text
         if request.images and IMAGE_PLACEHOLDER not in text:
@@ -99,8 +149,9 @@ class MultimodalAdapter:
                              + (f" and {new_tokens} new tokens" if new_tokens else "")
                              + f", more than the model's {limit} (max_position_embeddings)")
 
-    def _prepare(self, request: Request) -> tuple[list[int], list[Image.Image]]:
-        """Token ids and opened images of one request, checked on its own (errors name the request)."""
+    def _prepare(self, request: Request) -> tuple[list[int], list]:
+        """Token ids and images of one request, checked on its own (errors name the request): keyed
+        sources for the vision cache (decoded only if not cached), else the decoded images."""
         text = self._prompt(request)
         limit = self.model.config.llm.max_position_embeddings
         if len(text) > 64 * limit:  # no tokenizer gives fewer than one token per 64 characters
@@ -109,20 +160,22 @@ class MultimodalAdapter:
         ids = tokenize_with_placeholder(text, self.model.tokenizer)
         self._check_length(request, ids, 0 if request.choices else request.max_new_tokens)
         check_images(f"request {request.id}", ids.count(IMAGE_TOKEN_INDEX), len(request.images), self.model.space)
-        return ids, [open_image(source) for source in request.images]
+        if self.cache is not None:
+            return ids, [image_source(item) for item in request.images]
+        self.passes.decodes += len(request.images)
+        return ids, [load_image(item) for item in request.images]
 
-    def _batched(self, items: Sequence[T], run: Callable[[list], list],
-                 request_of: Callable[[T], Request] = lambda r: r) -> list:
-        """Run `items` in batches; a failing batch is retried item by item so one bad request
-        becomes a `Failure` without costing the others their results."""
+    def _batched(self, items: Sequence[Request], run: Callable[[list], list]) -> list:
+        """Run `items` (requests) in batches; a failing batch is retried request by request so one bad
+        request becomes a `Failure` without costing the others their results."""
         results: list = [None] * len(items)
         ready = []
-        for i, item in enumerate(items):
+        for i, request in enumerate(items):
             try:
-                ids, images = self._prepare(request_of(item))
-                ready.append((i, (item, ids, images)))
+                ids, images = self._prepare(request)
+                ready.append((i, (request, ids, images)))
             except VLoRAEvalError as e:
-                results[i] = Failure(request_of(item).id, str(e))
+                results[i] = Failure(request.id, str(e))
         for start in range(0, len(ready), self.batch_size):
             chunk = ready[start:start + self.batch_size]
             try:
@@ -133,5 +186,5 @@ class MultimodalAdapter:
                     try:
                         results[i] = run([entry])[0]
                     except VLoRAEvalError as e:
-                        results[i] = Failure(request_of(entry[0]).id, str(e))
+                        results[i] = Failure(entry[0].id, str(e))
         return results

@@ -69,7 +69,7 @@ def model_config(name: str, overrides: Sequence[str] | Mapping[str, Any] = ()) -
 def create_model(name: str, checkpoint: str | Path | None = None, *, vision_tower: str | Path | None = None,
                  device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
                  overrides: Sequence[str] | Mapping[str, Any] = (), seed: int = 0, batch_size: int = 8,
-                 mode: str = "factorized", official_positions: bool = False) -> MultimodalAdapter:
+                 mode: str = "auto", official_positions: bool = False, vision_cache: bool = True) -> MultimodalAdapter:
     """An adapter for model `name` on `device` in `dtype` (None: as stored / float32), from a local
     checkpoint or (tiny names) built at random from its preset with dotted `overrides`."""
     from vlora.model import build_model
@@ -84,4 +84,5 @@ def create_model(name: str, checkpoint: str | Path | None = None, *, vision_towe
         raise ConfigError(f"model {name!r} needs a local checkpoint (--checkpoint PATH); tiny random models: {tiny}")
     else:
         model = build_model(model_config(name, overrides), seed=seed, device=device, dtype=dtype)
-    return MultimodalAdapter(model, name, batch_size=batch_size, mode=mode, official_positions=official_positions)
+    return MultimodalAdapter(model, name, batch_size=batch_size, mode=mode, official_positions=official_positions,
+                             vision_cache=vision_cache)

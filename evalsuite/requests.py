@@ -55,6 +55,7 @@ def row_prompt(spec: BenchmarkSpec, line: dict, n_images: int, card: ModelCard, 
 
 
 def to_request(prompt: RowPrompt, images: list, max_new_tokens: int) -> Request:
-    """The request for a row, its numbered images filled with the decoded images."""
+    """The request for a row, its numbered images filled with `images` (decoded, or keyed sources that
+    decode on demand: vlora/image_sources.py)."""
     message = [{"type": "image", "value": images[m["value"]]} if m["type"] == "image" else m for m in prompt.message]
     return message_to_request(message, str(prompt.index), max_new_tokens, prompt.choices)

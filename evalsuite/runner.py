@@ -1,4 +1,4 @@
-"""The runner: benchmark rows -> requests -> batches sorted by length -> adapter -> append-only
+"""The runner: benchmark rows -> requests -> batches (rows sharing an image together, sorted by length) -> adapter
 predictions -> (when every row is there) merged outputs and scores.
 
 Resume is the default: rows already in the folder's predictions files are skipped, so a killed run
@@ -10,7 +10,7 @@ merges and scores.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,28 +136,59 @@ def run_benchmark(adapter: Adapter, data: BenchmarkData, options: RunOptions = R
                            "data_md5": data.md5, "prompt_style": card.prompt_style(spec.type),
                            "answer_mode": options.answer_mode, "max_new_tokens": options.max_new_tokens})
         done, read_notes = read_folder(folder, own)
-        predicted, seconds = _predict_rows(adapter, data, options, shard, done, own)
-        result = finish(folder, card, data, options, shard, checkpoint, predicted, seconds)
+        predicted, seconds, counts = _predict_rows(adapter, data, options, shard, done, own)
+        result = finish(folder, card, data, options, shard, checkpoint, predicted, seconds,
+                        execution=_execution(adapter, counts))
     result.notes = notes + read_notes + [n for n in result.notes if n not in read_notes]
     return result
 
 
+def batch_order(rows: list[int], length: Callable[[int], int], group: Callable[[int], Hashable]) -> list[int]:
+    """`rows` in the order they are batched: rows that show the same images next to each other (a batch
+    reuses one image's vision outputs, and the vision cache's working set stays small), groups by their
+    longest prompt and members by theirs, longest first, so similar lengths still share a batch."""
+    groups: dict[Hashable, list[int]] = {}
+    for row in rows:
+        groups.setdefault(group(row), []).append(row)
+    members = [sorted(g, key=lambda p: -length(p)) for g in groups.values()]
+    members.sort(key=lambda g: -length(g[0]))
+    return [row for g in members for row in g]
+
+
+def _counts(adapter: Adapter) -> dict[str, int]:
+    """The adapter's counts (LLM calls per mode, vision passes) when it keeps them (`run_stats`)."""
+    stats = getattr(adapter, "run_stats", None)
+    return stats()["counts"] if stats is not None else {}
+
+
+def _execution(adapter: Adapter, counts: dict[str, int]) -> dict[str, Any] | None:
+    """The manifest's `execution`: the adapter's `run_stats` (mode, crossover, vision cache) with this
+    call's counts; None for an adapter that keeps none."""
+    stats = getattr(adapter, "run_stats", None)
+    return None if stats is None else {**stats(), "counts": counts}
+
+
 def _predict_rows(adapter: Adapter, data: BenchmarkData, options: RunOptions, shard: tuple[int, int],
-                  done: dict, out: Path) -> tuple[int, float]:
-    """Predict this shard's rows that `done` lacks, longest prompt first, appending each batch to `out`."""
+                  done: dict, out: Path) -> tuple[int, float, dict[str, int]]:
+    """Predict this shard's rows that `done` lacks, appending each batch to `out`; rows that show the
+    same image together, longest prompts first (`batch_order`). Returns rows, seconds and the adapter's
+    counts over this call."""
     spec, card = data.spec, adapter.card
     mine = list(range(len(data.table)))[: options.limit][shard[0]::shard[1]]
     lines = data.table.to_dict("records")
     todo = [p for p in mine if str(lines[p]["index"]) not in done]
     prompts = {p: row_prompt(spec, lines[p], data.image_count(p), card, options.answer_mode) for p in todo}
-    order = sorted(todo, key=lambda p: -prompts[p].text_length)  # long first: similar lengths share a batch
-    start, predicted = time.perf_counter(), 0
+    order = batch_order(todo, lambda p: prompts[p].text_length, data.image_group)
+    start, predicted, before = time.perf_counter(), 0, _counts(adapter)
+    # an adapter that decodes on demand (MultimodalAdapter, through its vision cache) gets keyed sources;
+    # any other gets the decoded images the contract names
+    images = data.image_sources if getattr(adapter, "takes_image_sources", False) else data.images
     with _progress(options.progress) as progress:
         task = progress.add_task(f"{card.name} · {spec.name} · shard {shard[0]}/{shard[1]}", total=len(mine),
                                  completed=len(mine) - len(todo), rate="")
         for at in range(0, len(order), options.batch_size):
             batch = order[at:at + options.batch_size]
-            requests = [to_request(prompts[p], data.images(p), options.max_new_tokens) for p in batch]
+            requests = [to_request(prompts[p], images(p), options.max_new_tokens) for p in batch]
             records = _predict(adapter, requests, options.answer_mode)
             for p, record in zip(batch, records, strict=True):
                 record.update(index=_plain(lines[p]["index"]), images_dropped=prompts[p].images_dropped)
@@ -167,7 +198,8 @@ def _predict_rows(adapter: Adapter, data: BenchmarkData, options: RunOptions, sh
             predicted += len(batch)
             rate = predicted / (time.perf_counter() - start)
             progress.update(task, advance=len(batch), rate=f"{rate:.2f} samples/s")
-    return predicted, time.perf_counter() - start
+    counts = {k: v - before.get(k, 0) for k, v in _counts(adapter).items()}
+    return predicted, time.perf_counter() - start, counts
 
 
 def _record_notes(records: dict[str, dict[str, Any]]) -> list[str]:
@@ -184,9 +216,11 @@ def _record_notes(records: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def finish(folder: Path, card, data: BenchmarkData, options: RunOptions, shard: tuple[int, int] = (0, 1),
-           checkpoint: str | None = None, predicted: int = 0, seconds: float = 0.0, force: bool = False) -> RunResult:
+           checkpoint: str | None = None, predicted: int = 0, seconds: float = 0.0, force: bool = False,
+           execution: dict[str, Any] | None = None) -> RunResult:
     """Merge the shards' predictions; when every row is there (or `force`), write the outputs and score.
-    Outputs are written by one process at a time (the last shards of a run may finish together)."""
+    Outputs are written by one process at a time (the last shards of a run may finish together).
+    `execution`: what the adapter ran in this call (mode, crossover, vision cache, counts) for the manifest."""
     spec = data.spec
     table = data.table.iloc[: options.limit] if options.limit else data.table
     keys = set(table["index"].astype(str))
@@ -203,12 +237,14 @@ def finish(folder: Path, card, data: BenchmarkData, options: RunOptions, shard: 
             result.report = score_predictions(spec, table, predictions, options.rules, options.answer_mode, str(folder))
             result.notes += [n for n in result.report.notes if "predictions are empty" in n]
         result.paths = write_outputs(folder, spec, table, records, result.report,
-                                     _manifest(card, checkpoint, data, table, options, records, result, shard))
+                                     _manifest(card, checkpoint, data, table, options, records, result, shard,
+                                               execution))
     return result
 
 
 def _manifest(card, checkpoint, data: BenchmarkData, table: pd.DataFrame, options: RunOptions,
-              records: dict[str, dict[str, Any]], result: RunResult, shard: tuple[int, int]) -> dict[str, Any]:
+              records: dict[str, dict[str, Any]], result: RunResult, shard: tuple[int, int],
+              execution: dict[str, Any] | None = None) -> dict[str, Any]:
     spec, seconds, predicted = data.spec, result.seconds, result.predicted
     return {
         "model": {**{k: v for k, v in card.to_dict().items() if k != "config"}, "embedded": options.embedded_model},
@@ -223,6 +259,7 @@ def _manifest(card, checkpoint, data: BenchmarkData, table: pd.DataFrame, option
                    "images_dropped": sum(r.get("images_dropped", 0) for r in records.values())},
         "shard": f"{shard[0]}/{shard[1]}", "timings": {"seconds": round(seconds, 3), "rows_this_call": predicted,
                                                        "samples_per_second": round(predicted / seconds, 3) if seconds else None},
+        "execution": execution,  # this call's: mode (auto: the crossover and its source), vision cache, counts
         "environment": dict(options.environment), "libraries": library_versions(),
         "notes": result.notes,
         "scores": result.report.headline if result.report else None,

@@ -89,8 +89,11 @@ def vlora_branches(config: ModelConfig, n: int, mode: str = "factorized") -> flo
 
 def merge_crossover(h: int, r: int) -> float:
     """Text length above which merging one branch beats running it factorized: materialising
-    B.A^T (2h^2 r) plus adding it (h^2) equals n tokens x 4hr, so n = (2r + 1) h / (4r)."""
-    return (2 * r + 1) * h / (4 * r)
+    B.A^T (2h^2 r) plus adding it (h^2) equals n tokens x 4hr, so n = (2r + 1) h / (4r). The formula
+    lives with the execution-mode dispatch that falls back on it (vlora/dispatch.py)."""
+    from vlora.dispatch import flops_crossover
+
+    return flops_crossover(h, r)
 
 
 def generator_flops(config: ModelConfig) -> dict[str, float]:

@@ -4,7 +4,9 @@ Each `<image>` placeholder (IMAGE_TOKEN_INDEX) becomes `config.positions_per_ima
 the L visual tokens of an input-space connector (attended, filled with projected features), or one
 masked position for VLoRA (the official release embeds it as `<unk>` and masks it out of attention).
 Position ids are the content index, so a left-padded row computes exactly as it would alone.
-Shapes: n samples, s positions.
+Images are PIL images (preprocessed into pixel values here) or keyed sources (vlora/image_sources.py)
+whose pixels the model fetches through its vision cache only when they are not cached (`pixels=False`).
+Shapes: n samples, s positions, N used images.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from PIL import Image
 
 from vlora.config import ModelConfig, Space
 from vlora.errors import InputError
+from vlora.image_sources import ImageSource, load_image
 from vlora.prompting import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from vlora.vision import preprocess_images
 
-ImageInput = Image.Image | Sequence[Image.Image] | None  # the images of one sample, in placeholder order
+Picture = Image.Image | ImageSource
+ImageInput = Picture | Sequence[Picture] | None  # the images of one sample, in placeholder order
 
 
 @dataclass
@@ -29,20 +33,25 @@ class MultimodalBatch:
     attention_mask: torch.Tensor  # [n, s], 0 at padding (and at VLoRA's masked placeholder)
     position_ids: torch.Tensor  # [n, s], content index
     image_positions: torch.Tensor  # [n, s] bool, where the placeholders were expanded
-    pixel_values: torch.Tensor | None  # [N, 3, S, S], the N images that are used, sample by sample
+    pixel_values: torch.Tensor | None  # [N, 3, S, S] of the N used images (None: none used, or pixels=False)
     image_owner: torch.Tensor  # [N], the sample each image belongs to
     has_image: torch.Tensor  # [n] bool: the sample uses an image
     labels: torch.Tensor | None = None  # [n, s], IGNORE_INDEX where nothing is learned
+    images: tuple[Picture, ...] = ()  # the N used images as given, sample by sample
+
+    @property
+    def uses_images(self) -> bool:
+        return bool(self.images)
 
     def to(self, device: torch.device) -> MultimodalBatch:
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
         return MultimodalBatch(**moved)
 
 
-def _as_list(images: ImageInput) -> list[Image.Image]:
+def _as_list(images: ImageInput) -> list[Picture]:
     if images is None:
         return []
-    return [images] if isinstance(images, Image.Image) else list(images)
+    return [images] if isinstance(images, (Image.Image, ImageSource)) else list(images)
 
 
 def check_images(label: str, placeholders: int, images: int, space: Space) -> bool:
@@ -61,8 +70,9 @@ def check_images(label: str, placeholders: int, images: int, space: Space) -> bo
 
 
 def collate(sequences: Sequence[Sequence[int]], images: Sequence[ImageInput], *, pad_id: int, config: ModelConfig,
-            labels: Sequence[Sequence[int]] | None = None) -> MultimodalBatch:
-    """Token-id lists (IMAGE_TOKEN_INDEX marks each image) and their images -> a left-padded batch."""
+            labels: Sequence[Sequence[int]] | None = None, pixels: bool = True) -> MultimodalBatch:
+    """Token-id lists (IMAGE_TOKEN_INDEX marks each image) and their images -> a left-padded batch;
+    `pixels`: preprocess the used images (PIL) into pixel values now, else leave them to the vision cache."""
     if len(sequences) != len(images):
         raise InputError(f"got {len(sequences)} prompts but {len(images)} image entries")
     per_image, space = config.positions_per_image, config.space
@@ -100,8 +110,9 @@ def collate(sequences: Sequence[Sequence[int]], images: Sequence[ImageInput], *,
         attention_mask=attended.long(),
         position_ids=(content.long().cumsum(-1) - 1).clamp(min=0),
         image_positions=image_positions,
-        pixel_values=preprocess_images(used, config.vision) if used else None,
+        pixel_values=preprocess_images([load_image(p) for p in used], config.vision) if used and pixels else None,
         image_owner=torch.tensor(owner, dtype=torch.long),
         has_image=torch.tensor(has_image, dtype=torch.bool),
         labels=label_ids if labels is not None else None,
+        images=tuple(used),
     )

@@ -31,11 +31,13 @@ class Space(str, Enum):
 
 
 class ExecutionMode(str, Enum):
-    """How perceptual weights enter the LLM (vlora/perceptual_weights.py): equal numbers, different cost."""
+    """How perceptual weights enter the LLM (vlora/perceptual_weights.py): equal numbers, different cost.
+    AUTO picks factorized or merged per call from the measured crossover (vlora/dispatch.py)."""
 
     FACTORIZED = "factorized"
     MERGED = "merged"
     DELTA = "delta"
+    AUTO = "auto"
 
 
 def _check(condition: bool, message: str) -> None:

@@ -6,6 +6,7 @@ placeholder position, and the official release's cached-decoding quirk).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -48,11 +49,15 @@ def token_picker(sampling: Sampling | None, device: torch.device):
 
 def decode(llm: nn.Module, prefill: dict[str, torch.Tensor], attention_mask: torch.Tensor,
            position_ids: torch.Tensor, eos_token_id: int, max_new_tokens: int, sampling: Sampling | None = None,
-           position_shift: torch.Tensor | None = None, stop_at_eos: bool = True) -> list[list[int]]:
+           position_shift: torch.Tensor | None = None, stop_at_eos: bool = True,
+           keep_rows: Callable[[torch.Tensor], None] | None = None, drop_finished: bool = True) -> list[list[int]]:
     """New token ids per row (EOS excluded) after a prefill of `prefill` (input_ids or inputs_embeds).
 
     Token k after the prompt takes position last + 1 + k - position_shift (the shift reproduces the
-    official release's decode positions; zero otherwise).
+    official release's decode positions; zero otherwise). With `drop_finished`, a row that reaches EOS
+    leaves the loop: its cache rows, mask and positions are dropped, and `keep_rows(rows)` (rows indexing
+    the running batch) narrows whatever else holds per-row state (VLoRA's branches), so finished rows
+    cost nothing. The tokens are the same either way.
     """
     from transformers import DynamicCache
 
@@ -64,17 +69,24 @@ def decode(llm: nn.Module, prefill: dict[str, torch.Tensor], attention_mask: tor
     if position_shift is not None:
         position = position - position_shift
     mask, eos = attention_mask, eos_token_id
-    finished = torch.zeros(mask.shape[0], dtype=torch.bool, device=mask.device)
-    steps = []
+    running = torch.arange(mask.shape[0], device=mask.device)  # [b]: the original row of each running row
+    finished = torch.zeros(mask.shape[0], dtype=torch.bool, device=mask.device)  # [b]
+    new: list[list[int]] = [[] for _ in range(mask.shape[0])]
     for step in range(max_new_tokens):
-        token = pick(out.logits[:, -1].float()).masked_fill(finished, eos)  # [B]
-        steps.append(token)
+        token = pick(out.logits[:, -1].float()).masked_fill(finished, eos)  # [b]
+        for row, value in zip(running.tolist(), token.tolist(), strict=True):
+            new[row].append(value)
         finished |= (token == eos) & stop_at_eos
         if finished.all() or step == max_new_tokens - 1:
             break
+        if drop_finished and finished.any():
+            keep = (~finished).nonzero().squeeze(1)  # [b']
+            cache.batch_select_indices(keep)
+            if keep_rows is not None:
+                keep_rows(keep)
+            running, token, mask, position, finished = (t[keep] for t in (running, token, mask, position, finished))
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
         out = llm(input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None],
                   cache=cache, use_cache=True)
         position = position + 1
-    new = torch.stack(steps, dim=1).tolist()  # [B, T]
     return [row[:row.index(eos)] if stop_at_eos and eos in row else row for row in new]

@@ -10,8 +10,10 @@ Delta W = B . A^T (nn.Linear layout [out, in]). Where it enters (official releas
 
 Three execution modes give the same numbers:
   factorized  x . A . B^T as a branch (default; 4hr FLOPs per token, per-sample A in a batch)
-  merged      W <- W + B . A^T in place for one image, restored afterwards (m stays a branch)
+  merged      W <- W + B . A^T for one image, the original W put back afterwards (m stays a branch)
   delta       the explicit Delta W [n, out, in] as a branch (the paper's training accounting)
+(`auto`, the fourth value of ExecutionMode, picks factorized or merged per call: vlora/dispatch.py.)
+A decoding loop that drops finished rows narrows the branches with `AppliedWeights.keep_rows`.
 """
 
 from __future__ import annotations
@@ -46,30 +48,54 @@ class PerceptualWeights:
         return sorted(self.a)
 
 
-def _branch_hook(a: torch.Tensor, b: torch.Tensor, mode: ExecutionMode):
-    """A forward hook that adds the perceptual-weights branch to a module's output."""
-    delta = torch.matmul(b, a.transpose(1, 2)) if mode is ExecutionMode.DELTA else None  # [n, out, in]
+class _Branch:
+    """One module's perceptual-weights branch: a forward hook that adds x . A . B^T (or x . Delta W^T) to
+    the module's output, for the rows still in the batch (`keep_rows`)."""
 
-    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-        x = args[0]  # [n, s, h_in] (s positions)
+    def __init__(self, a: torch.Tensor, b: torch.Tensor, mode: ExecutionMode):
+        self.a, self.b = a, b  # [n, h_in, r], [h_out, r]
+        self.delta = torch.matmul(b, a.transpose(1, 2)) if mode is ExecutionMode.DELTA else None  # [n, out, in]
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        self.a = self.a[rows]
+        if self.delta is not None:
+            self.delta = self.delta[rows]
+
+    def __call__(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        x, a = args[0], self.a  # x [n, s, h_in] (s positions)
         if x.shape[0] != a.shape[0]:
             raise InputError(f"perceptual weights were made for {a.shape[0]} samples, the LLM got {x.shape[0]}")
-        if delta is not None:
-            return output + torch.matmul(x, delta.transpose(1, 2).to(x.dtype))  # [n, s, out]
-        return output + torch.matmul(torch.matmul(x, a.to(x.dtype)), b.to(x.dtype).t())  # [n, s, r] -> [n, s, out]
+        if self.delta is not None:
+            return output + torch.matmul(x, self.delta.transpose(1, 2).to(x.dtype))  # [n, s, out]
+        return output + torch.matmul(torch.matmul(x, a.to(x.dtype)), self.b.to(x.dtype).t())  # [n, s, r] -> [n, s, out]
 
-    return hook
+
+class AppliedWeights:
+    """What `perceptual_weights_applied` yields: the branches in place, narrowed together to the rows a
+    decoding loop still runs (`keep_rows(rows)`, rows indexing the current batch)."""
+
+    def __init__(self, branches: list[_Branch]):
+        self._branches = branches
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        for branch in self._branches:
+            branch.keep_rows(rows)
 
 
 @contextmanager
 def perceptual_weights_applied(llm: nn.Module, weights: PerceptualWeights,
-                               mode: ExecutionMode | str = ExecutionMode.FACTORIZED) -> Iterator[None]:
-    """Within the block, `llm` (an HF `LlamaForCausalLM`) computes with W + Delta W.
+                               mode: ExecutionMode | str = ExecutionMode.FACTORIZED) -> Iterator[AppliedWeights]:
+    """Within the block, `llm` (an HF `LlamaForCausalLM`) computes with W + Delta W; the block yields
+    the branches' handle (`AppliedWeights.keep_rows`).
 
     Nothing outlives the block, even on an exception: hooks are removed and merged weights restored
-    bit for bit from a saved copy.
+    (the original tensors, set aside untouched, are put back). `mode` is a concrete mode (`auto` is
+    resolved by the caller, vlora/dispatch.py).
     """
     mode = ExecutionMode(mode)
+    if mode is ExecutionMode.AUTO:
+        raise InputError("execution mode 'auto' must be resolved to factorized or merged before the weights "
+                         "are applied (vlora.dispatch.choose_mode)")
     if mode is ExecutionMode.MERGED and weights.batch_size != 1:
         raise InputError(f"merged execution folds one image's weights into the LLM; got a batch of "
                          f"{weights.batch_size} (use the factorized mode for batches)")
@@ -81,23 +107,22 @@ def perceptual_weights_applied(llm: nn.Module, weights: PerceptualWeights,
             module = layers[layer].get_submodule(MODULE_OF_TYPE[type_])
             a, b = weights.a[layer, type_], weights.b[layer, type_]
             if mode is ExecutionMode.MERGED and type_ != "m":
-                saved.append((module.weight, module.weight.detach().clone()))
-                with torch.no_grad():
-                    merged = module.weight.float() + torch.matmul(b.float(), a[0].float().t())  # W + B A^T
-                    module.weight.copy_(merged.to(module.weight.dtype))
+                with torch.no_grad():  # W + B A^T in float32, one rounding to W's dtype
+                    merged = torch.addmm(module.weight.float(), b.float(), a[0].float().t()).to(module.weight.dtype)
+                saved.append((module.weight, module.weight.data))
+                module.weight.data = merged  # the original tensor is kept aside, untouched
             else:
-                hook = _branch_hook(a, b, mode)
-                handles.append(module.register_forward_hook(hook))
-                branches.append((module, hook))
+                branch = _Branch(a, b, mode)
+                handles.append(module.register_forward_hook(branch))
+                branches.append((module, branch))
         setattr(llm, BRANCHES, tuple(branches))  # what recompute_context puts back in backward
-        yield
+        yield AppliedWeights([branch for _, branch in branches])
     finally:
         setattr(llm, BRANCHES, outer)
         for handle in handles:
             handle.remove()
-        with torch.no_grad():
-            for weight, original in saved:
-                weight.copy_(original)
+        for weight, original in saved:
+            weight.data = original
 
 
 def recompute_context(llm: nn.Module):

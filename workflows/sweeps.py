@@ -226,12 +226,11 @@ def _train(sweep: Sweep, job: Job, folder: Path, *, cpu: bool, progress: bool, s
 
 def _evaluate(sweep: Sweep, job: Job, model_dir: Path, folder: Path, *, progress: bool) -> dict[str, dict]:
     """Headline numbers and their bootstrap 95% intervals per benchmark (the project's runner and scoring)."""
-    from evalsuite.uncertainty import bootstrap_interval
-
     from evalsuite.benchmarks import benchmark
     from evalsuite.data import load_benchmark_data
     from evalsuite.registry import create_model
     from evalsuite.runner import RunOptions, run_benchmark
+    from evalsuite.uncertainty import bootstrap_interval
 
     _, bench_dir = _data(sweep, print)
     settings = {"batch_size": 16, "max_new_tokens": 8, **sweep.eval}
