@@ -71,7 +71,7 @@ def main() -> None:
     for model in MODELS:
         seconds, out = run(["run", "--model", model, *sum((["--bench", b] for b in BENCHES), []), *results], env)
         timings[f"{model}_all_six_seconds"] = round(seconds, 1)
-        seeing[model] = caption_loss(model, suite)
+        seeing[model] = image_dependence(model, suite)
         for entry in out:
             name, value = headline(entry["scores"])
             rows.append({"benchmark": entry["benchmark"], "metric": name, "model": model, "score": value,
@@ -79,9 +79,18 @@ def main() -> None:
     write(args.out, rows, timings, seeing, recipe())
 
 
-def caption_loss(model_name: str, suite: Path, samples: int = 256) -> dict[str, float]:
-    """Does the model use the image? Mean caption loss per token with each caption's own image and with
-    the images shuffled (the same captions): a model that sees does much better with its own."""
+def image_dependence(model_name: str, suite: Path) -> dict[str, dict[str, float]]:
+    """Does the model use the image? Per stage, the mean loss per learned token of that stage's own
+    data (captions after pre-training, answers after fine-tuning) with each record's own image and with
+    the images shuffled (the same texts): a model that sees does better with its own."""
+    from workflows.embedded import trained_model
+
+    final = trained_model(model_name, say=lambda m: None)  # <model>/finetune/model
+    folders = {"pretrain": final.parent.parent / "pretrain" / "model", "finetune": final}
+    return {stage: shuffled_image_loss(folder, suite, stage) for stage, folder in folders.items()}
+
+
+def shuffled_image_loss(folder: Path, suite: Path, stage: str, samples: int = 256) -> dict[str, float]:
     import dataclasses
 
     import torch
@@ -89,15 +98,14 @@ def caption_loss(model_name: str, suite: Path, samples: int = 256) -> dict[str, 
     from vlora.checkpoints import load_model
     from vlora.training.data import ImageBatchCollator, load_training_data
     from vlora.training.loop import learned_tokens, summed_token_loss
-    from workflows.embedded import trained_model
 
-    model = load_model(trained_model(model_name, say=lambda m: None)).eval()
-    data = load_training_data(suite / "train" / "pretrain.json", suite / "train", model.tokenizer, "pretrain",
+    model = load_model(folder).eval()
+    data = load_training_data(suite / "train" / f"{stage}.json", suite / "train", model.tokenizer, stage,
                               max_length=1024, positions_per_image=model.config.positions_per_image,
                               cache_dir=Path(tempfile.mkdtemp()))
     collate = ImageBatchCollator(model.collate, data)
     rows = [data.dataset[i] for i in range(samples)]
-    shuffled = [dict(r, image=rows[(i + 1) % samples]["image"]) for i, r in enumerate(rows)]
+    shuffled = [dict(r, image=rows[(i + 7) % samples]["image"]) for i, r in enumerate(rows)]
     losses = {}
     with torch.no_grad():
         for name, chunk in (("own image", rows), ("shuffled images", shuffled)):
@@ -124,10 +132,14 @@ def write(out: Path, rows: list[dict], timings: dict, seeing: dict, made_of: dic
     lines = ["# The embedded default: tiny models trained on the mini-suite", "",
              "Regenerate: `.venv/bin/python benchmarks/embedded_default.py` (a clean cache; CPU).", "",
              f"Timings: {json.dumps(timings)}", "",
-             "Do the models use the image? Caption loss per token on 256 training captions with their own "
-             "images and with the images shuffled:", "",
-             "| model | own image | shuffled images |", "|---|---:|---:|",
-             *[f"| {m} | {v['own image']:.3f} | {v['shuffled images']:.3f} |" for m, v in seeing.items()], "",
+             "Do the models use the image? Loss per learned token on 256 training records with their own "
+             "images and with the images shuffled (the same texts): captions after pre-training, answers "
+             "after fine-tuning:", "",
+             "| model | captions, own image | captions, shuffled | answers, own image | answers, shuffled |",
+             "|---|---:|---:|---:|---:|",
+             *[f"| {m} | {v['pretrain']['own image']:.3f} | {v['pretrain']['shuffled images']:.3f} | "
+               f"{v['finetune']['own image']:.3f} | {v['finetune']['shuffled images']:.3f} |"
+               for m, v in seeing.items()], "",
              "| benchmark | metric | chance | VLoRA | LLaVA-v1.5 | LLaVA-v1.5-QFormer | answer key | VLoRA: share of the way from chance to the key |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for (bench, metric), row in wide.iterrows():

@@ -18,6 +18,17 @@ from vlora.tokenizer import build_tiny_tokenizer
 torch.set_num_threads(2)
 
 
+@pytest.fixture
+def one_thread():
+    """One CPU thread for a module of tiny-model tests (they gain nothing from threads, and a busy
+    2-core machine makes them 20x slower); the suite's setting afterwards. Use with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make_image(seed: int, size: tuple[int, int] = (60, 44)) -> Image.Image:
     """A random RGB image (deterministic)."""
     g = torch.Generator().manual_seed(seed)

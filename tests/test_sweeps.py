@@ -92,6 +92,7 @@ def test_a_micro_sweep_killed_after_its_first_variant_resumes(fresh_machine, mon
     assert json.loads(again.stdout)["done"] == 2
     table = (tmp_path / "sw" / "table.csv").read_text()
     assert "16" in table and "32" in table and (tmp_path / "sw" / "MME.png").is_file()
+    _check_chance(tmp_path / "sw")
     records = [json.loads(p.read_text()) for p in (tmp_path / "sw" / "runs").rglob("done.json")]
     for record in records:  # every score points at the manifest it came from
         for bench, score in record["scores"].items():
@@ -113,6 +114,8 @@ def test_the_report_renders_and_links_every_score_to_its_manifest(tmp_path, monk
                                    "--results", str(results), "--max-new-tokens", "2"])
     assert run.exit_code == 0, run.output
     manifest = json.loads((results / "llava-tiny" / "MME" / "manifest.json").read_text())
+    (results / "mini").mkdir()
+    (results / "mini" / "scores.md").write_text("# scores\n")
     result = CliRunner().invoke(app, ["report", "--results", str(results)])
     assert result.exit_code == 0, result.output
     text = (results / "report.md").read_text()
@@ -121,3 +124,23 @@ def test_the_report_renders_and_links_every_score_to_its_manifest(tmp_path, monk
     row = next(line for line in text.splitlines() if line.startswith("| ours: llava-tiny"))
     assert f"[{value:.1f}](llava-tiny/MME/manifest.json)" in row  # ours, linked to its manifest
     assert "Not run yet: `vlora-eval sweep configs/rank.yaml`" in text
+    assert "[mini/scores.md](mini/scores.md)" in text  # the benchmark scripts' tables linked, not copied
+    assert "not measured yet (`.venv/bin/python benchmarks/throughput.py" in text
+
+
+def _check_chance(out: Path) -> None:
+    """The table's chance level, derived independently: random answers to ScienceQA are right with
+    probability 1 / (number of options) per question."""
+    import pandas as pd
+
+    from evalsuite.benchmarks import benchmark
+    from evalsuite.data import load_benchmark_data
+    from workflows.embedded import mini_suite
+
+    spec = benchmark("ScienceQA_VAL")  # the rows the benchmark scores (the loader's reading of the TSV)
+    questions = load_benchmark_data(spec, mini_suite(say=lambda m: None) / "ScienceQA_VAL.tsv", embedded=True).table
+    options = questions[[c for c in "ABCDE" if c in questions]].notna().sum(axis=1)
+    expected = 100 * (1 / options).mean()
+    table = pd.read_csv(out / "table.csv")
+    assert table.loc[table["benchmark"] == "ScienceQA_VAL", "chance"].iloc[0] == pytest.approx(expected, abs=2.0)
+    assert "| *chance* |" in (out / "table.md").read_text()

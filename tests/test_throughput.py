@@ -36,13 +36,7 @@ from vlora.vision_cache import VisionCache
 TINY = ["vlora-tiny", "llava-tiny", "llava-qformer-tiny"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One CPU thread while these tests run (the machine is shared), the suite's setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

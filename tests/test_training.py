@@ -37,13 +37,7 @@ ANSWERS = ["red", "a blue square at the top left", "three", "green circle", "no"
            "white triangle below", "two shapes"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads; a busy 2-core machine makes them 20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_data(folder: Path, stage: str, n: int = 8, text_only: int = 0) -> Path:

@@ -4,6 +4,7 @@
               (flops.report) and our scores where runs exist (results/**/manifest.json)
     Tables 2-5 the sweeps' tables (results/sweeps/<name>/table.md, written by `vlora-eval sweep`)
     Figure 4  results/flops/figure4.png (written by `vlora-eval flops --plot results/flops`)
+    Also      links to the benchmark scripts' tables (results/mini, results/throughput)
 Nothing here computes a score: it reads what the commands wrote and says which command wrote it.
 """
 
@@ -91,6 +92,22 @@ def sweep_sections(results: Path, out_dir: Path) -> list[str]:
     return lines
 
 
+MEASURED = [("mini/scores.md", "The embedded tiny models on the mini-suite, beside chance and the answer key",
+             ".venv/bin/python benchmarks/embedded_default.py --out results/mini"),
+            ("throughput/throughput.md", "Evaluation throughput (samples/s per model and batch size)",
+             ".venv/bin/python benchmarks/throughput.py --out results/throughput")]
+
+
+def measured_sections(results: Path, out_dir: Path) -> list[str]:
+    """Links (not copies) to the benchmark scripts' tables: their numbers stay in the file that wrote them."""
+    lines = ["## Also measured", ""]
+    for name, label, command in MEASURED:
+        path = results / name
+        lines.append(f"- {label}: [{name}]({os.path.relpath(path, out_dir)}) (`{command}`)" if path.is_file()
+                     else f"- {label}: not measured yet (`{command}`)")
+    return [*lines, ""]
+
+
 def build_report(results: Path = Path("results"), out: Path | None = None) -> Path:
     out = out or results / "report.md"
     out_dir = out.parent
@@ -103,5 +120,6 @@ def build_report(results: Path = Path("results"), out: Path | None = None) -> Pa
     lines += ["## Figure 4: GFLOPs against visual tokens", "",
               f"![Figure 4]({os.path.relpath(figure, out_dir)})" if figure.is_file()
               else "Not drawn yet: `vlora-eval flops --text-len 32 --count --plot results/flops`.", ""]
+    lines += measured_sections(results, out_dir)
     out.write_text("\n".join(lines), encoding="utf-8")
     return out

@@ -1,5 +1,8 @@
 """A finished sweep as one table beside the paper's: mean over seeds, spread, uncertainty, FLOPs, plots.
 
+Each table carries chance (uniformly random answers on the same questions), the floor that toy-scale
+scores are read against.
+
 Uncertainty of a variant's score: each run carries a bootstrap 95% interval over the benchmark's
 questions; the variant's mean over seeds gets a standard error that combines the seeds' spread
 (training noise) with the runs' question noise (interval half-width / 1.96). A variant's difference
@@ -14,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workflows.sweeps import Sweep
+from workflows.sweeps import Sweep, chance_levels
 
 Z = 1.96
 
@@ -79,14 +82,15 @@ def _mark_noise(table: pd.DataFrame, reference: str) -> pd.DataFrame:
     return table.assign(vs_reference=diffs, outside_noise=outside)
 
 
-def markdown(sweep: Sweep, table: pd.DataFrame, command: str) -> str:
+def markdown(sweep: Sweep, table: pd.DataFrame, command: str, chance: dict[str, dict[str, float]]) -> str:
     lines = [f"# {sweep.title} — ours (mini-suite scale) beside the paper's", "",
              f"Regenerate: `{command}` (config: `{sweep.path}`; every number comes from the runs' manifests under "
              f"`runs/<variant>/seed-<s>/eval/`).", "",
              f"Ours: mean over {int(table['seeds'].max()) if not table.empty else 0} seeds ± standard error (seeds' "
              "spread and the bootstrap 95% interval over questions combined); **bold** = the difference from the "
              f"reference variant `{sweep.reference}` is outside the noise (> 1.96 SE). GFLOPs: the variant's own "
-             "architecture-exact cost at C = 32 text tokens (flops.analytic, one image).", ""]
+             "architecture-exact cost at C = 32 text tokens (flops.analytic, one image). *chance*: the mean of "
+             "uniformly random answers on the same questions (evalsuite.baselines).", ""]
     benches = list(dict.fromkeys(table["benchmark"]))
     lines.append("| variant | GFLOPs | " + " | ".join(f"{b} ours | paper" for b in benches) + " |")
     lines.append("|---|---:|" + "---:|---:|" * len(benches))
@@ -99,11 +103,14 @@ def markdown(sweep: Sweep, table: pd.DataFrame, command: str) -> str:
             cells += [f"**{value}**" if row["outside_noise"] else value,
                       "" if row["paper"] is None or pd.isna(row["paper"]) else f"{row['paper']}"]
         lines.append(f"| {variant} | {rows['gflops'].iloc[0]:.3f} | " + " | ".join(cells) + " |")
+    metrics = dict(zip(table["benchmark"], table["metric"]))
+    lines.append("| *chance* | | " + " | ".join(f"{chance[b][metrics[b]]:.1f} | " for b in benches) + " |")
     return "\n".join(lines) + "\n"
 
 
-def plots(sweep: Sweep, table: pd.DataFrame, out: Path) -> list[Path]:
-    """One plot per benchmark: ours (mean ± 1.96 SE) against the swept parameter, the paper's on a twin axis."""
+def plots(sweep: Sweep, table: pd.DataFrame, out: Path, chance: dict[str, dict[str, float]]) -> list[Path]:
+    """One plot per benchmark: ours (mean ± 1.96 SE) against the swept parameter, chance, the paper's on a
+    twin axis."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -115,6 +122,7 @@ def plots(sweep: Sweep, table: pd.DataFrame, out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(5, 3.4))
         x = range(len(rows))
         ax.errorbar(x, rows["mean"], yerr=Z * rows["stderr"], fmt="o-", capsize=3, label="ours (mini-suite)")
+        ax.axhline(chance[bench][rows["metric"].iloc[0]], color="grey", ls=":", lw=1, label="chance")
         ax.set_xticks(list(x), list(rows["variant"]))
         ax.set_xlabel(sweep.parameter)
         ax.set_ylabel(f"{bench} {rows['metric'].iloc[0]} (ours)")
@@ -133,7 +141,9 @@ def plots(sweep: Sweep, table: pd.DataFrame, out: Path) -> list[Path]:
 
 def write(sweep: Sweep, records: list[dict], out: Path, command: str) -> dict[str, Path]:
     table = summary(sweep, records)
+    chance = chance_levels(sweep)
+    table = table.assign(chance=[chance[b][m] for b, m in zip(table["benchmark"], table["metric"])])
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "table.csv", index=False)
-    (out / "table.md").write_text(markdown(sweep, table, command), encoding="utf-8")
-    return {"csv": out / "table.csv", "markdown": out / "table.md", "plots": plots(sweep, table, out)}
+    (out / "table.md").write_text(markdown(sweep, table, command, chance), encoding="utf-8")
+    return {"csv": out / "table.csv", "markdown": out / "table.md", "plots": plots(sweep, table, out, chance)}

@@ -249,6 +249,23 @@ def _evaluate(sweep: Sweep, job: Job, model_dir: Path, folder: Path, *, progress
     return scores
 
 
+def chance_levels(sweep: Sweep) -> dict[str, dict[str, float]]:
+    """Per benchmark, the headline numbers of uniformly random answers (evalsuite.baselines.chance) on the
+    sweep's own benchmark data: the floor a toy-scale score is read against."""
+    from evalsuite.baselines import chance
+    from evalsuite.benchmarks import benchmark
+    from evalsuite.data import load_benchmark_data
+    from evalsuite.extraction import DEFAULT_RULES
+
+    _, bench_dir = _data(sweep, print)
+    levels = {}
+    for name in sweep.benchmarks:
+        spec = benchmark(name)
+        data = load_benchmark_data(spec, bench_dir / f"{spec.mini or spec.name}.tsv", embedded=sweep.data == "embedded")
+        levels[spec.name] = chance(data, DEFAULT_RULES)
+    return levels
+
+
 def _predictions(result):
     import pandas as pd
 
