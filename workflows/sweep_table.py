@@ -103,8 +103,8 @@ def markdown(sweep: Sweep, table: pd.DataFrame, command: str, chance: dict[str, 
             cells += [f"**{value}**" if row["outside_noise"] else value,
                       "" if row["paper"] is None or pd.isna(row["paper"]) else f"{row['paper']}"]
         lines.append(f"| {variant} | {rows['gflops'].iloc[0]:.3f} | " + " | ".join(cells) + " |")
-    metrics = dict(zip(table["benchmark"], table["metric"]))
-    lines.append("| *chance* | | " + " | ".join(f"{chance[b][metrics[b]]:.1f} | " for b in benches) + " |")
+    metrics = dict(zip(table["benchmark"], table["metric"], strict=True))
+    lines.append("| *chance* | | " + " | ".join(f"{chance[b][metrics[b]]:.1f} | " for b in benches) + "|")
     return "\n".join(lines) + "\n"
 
 
@@ -142,7 +142,7 @@ def plots(sweep: Sweep, table: pd.DataFrame, out: Path, chance: dict[str, dict[s
 def write(sweep: Sweep, records: list[dict], out: Path, command: str) -> dict[str, Path]:
     table = summary(sweep, records)
     chance = chance_levels(sweep)
-    table = table.assign(chance=[chance[b][m] for b, m in zip(table["benchmark"], table["metric"])])
+    table = table.assign(chance=[chance[b][m] for b, m in zip(table["benchmark"], table["metric"], strict=True)])
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "table.csv", index=False)
     (out / "table.md").write_text(markdown(sweep, table, command, chance), encoding="utf-8")
