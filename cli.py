@@ -1,4 +1,6 @@
 """`vlora-eval`: a thin typer app. Each command parses options, calls one function, prints with rich.
+The app, shared options and error handling: cli_common.py; train / export / sweep / report:
+cli_workflows.py; rendering: cli_views.py.
 
 User errors (`VLoRAEvalError`) are printed as one red line with exit code 2; anything else is a bug
 and keeps its traceback.
@@ -6,83 +8,30 @@ and keeps its traceback.
 
 from __future__ import annotations
 
-import functools
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 import cli_views as views
-from evalsuite.extraction import DEFAULT_RULES, AnswerMode, Rules
+from cli_common import (
+    PAPER_RULES,
+    Device,
+    DType,
+    Dtype,
+    Sets,
+    Threads,
+    app,
+    check_folder_option,
+    console,
+    resolve_placement,
+    say,
+    user_errors,
+    warn,
+)
+from evalsuite.extraction import AnswerMode, Rules
 from vlora.config import ExecutionMode
-
-app = typer.Typer(help="Evaluate and cost multimodal LLMs that see through their weights (VLoRA).\n\n"
-                  "Exit codes: 0 done; 1 `inspect` found no readable checkpoint; 2 bad input (one line says "
-                  "what); 130 interrupted (run the same command again to resume).",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-console = views.console
-PAPER_RULES = Rules(DEFAULT_RULES)  # VLMEvalKit's extraction rules of the paper's era
-
-
-class DType(str, Enum):
-    AUTO = "auto"
-    FLOAT32 = "float32"
-    BFLOAT16 = "bfloat16"
-    FLOAT16 = "float16"
-    FLOAT64 = "float64"
-
-
-Device = Annotated[str, typer.Option(help="auto (the GPU of this process's LOCAL_RANK when CUDA is present, else "
-                                            "the CPU) | cpu | cuda | cuda:N")]
-Dtype = Annotated[DType, typer.Option(help="auto: the checkpoint's dtype on a GPU, float32 on the CPU.")]
-Sets = Annotated[list[str] | None, typer.Option("--set", help="Override a setting of the model's configuration: "
-                                                "KEY=VALUE with a dotted key (connector.rank=16); repeatable.")]
-Threads = Annotated[int | None, typer.Option(min=1, help="CPU threads (default: this process's cores, shared among "
-                                             "the processes of this machine).")]
-
-
-def warn(message: str) -> None:
-    Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
-
-
-def user_errors(command):
-    """Print a `VLoRAEvalError` as one line and exit 2; an interrupt exits 130 without a traceback."""
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from vlora.errors import VLoRAEvalError
-
-        try:
-            return command(*args, **kwargs)
-        except VLoRAEvalError as e:
-            Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            Console(stderr=True).print("[bold yellow]interrupted:[/] what was written is kept; run the same "
-                                       "command again to resume", highlight=False, soft_wrap=True)
-            raise typer.Exit(130) from None
-    return wrapper
-
-
-def _placement(device: str, dtype: DType, threads: int | None, checkpoint: Path | None = None):
-    """Process, device, dtype and CPU threads, resolved once here and passed down."""
-    from vlora.checkpoints import stored_dtype
-    from vlora.placement import Placement
-
-    stored = stored_dtype(checkpoint) if checkpoint is not None else None
-    placement = Placement.resolve(device, DType(dtype).value, threads, stored)
-    placement.apply()
-    return placement
-
-
-def _folder_option(path: Path | None, option: str) -> None:
-    """An output folder option must not name a file."""
-    from vlora.errors import InputError
-
-    if path is not None and path.exists() and not path.is_dir():
-        raise InputError(f"{option} {path} is a file, not a folder")
 
 
 @app.command()
@@ -137,7 +86,7 @@ def generate(
     mode = ExecutionMode(mode).value
     if model is None and checkpoint is None:
         raise InputError("give --model NAME, --checkpoint PATH, or both")
-    placement = _placement(device, dtype, threads, checkpoint)
+    placement = resolve_placement(device, dtype, threads, checkpoint)
     options = dict(mode=mode, official_positions=official_positions)
     embedded = False
     if model is not None:
@@ -188,9 +137,6 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print machine-r
         return
     views.models_table(rows)
 
-
-def say(message: str) -> None:
-    Console(stderr=True).print(f"[cyan]note:[/] {message}", highlight=False, soft_wrap=True)
 
 
 def _benchmark_data(bench: str, data_dir: Path | None, data: Path | None, check_images: bool = True):
@@ -245,9 +191,9 @@ def run(
 
     if data is not None and len(bench) != 1:
         raise typer.BadParameter("--data names one file: give a single --bench")
-    _folder_option(results, "--results")
+    check_folder_option(results, "--results")
     loaded = [_benchmark_data(b, data_dir, data) for b in bench]
-    placement = _placement(device, dtype, threads, checkpoint)
+    placement = resolve_placement(device, dtype, threads, checkpoint)
     checkpoint, embedded = checkpoint_for(model, checkpoint, cpu=placement.device.type == "cpu",
                                           progress=not as_json, say=say)
     options = RunOptions(batch_size=batch_size, limit=limit,
@@ -388,7 +334,7 @@ def flops(
     from flops.report import build_report, flops_config, write_report
     from flops.settings import FlopsSettings
 
-    _folder_option(plot, "--plot")
+    check_folder_option(plot, "--plot")
     settings = FlopsSettings(text_len, flops_config(llm, set_ or ()))
     report = build_report(settings, count=count, figure=plot is not None)
     timing = None
@@ -405,120 +351,6 @@ def flops(
     views.flops_report(report, timing, written, count)
 
 
-class Stage(str, Enum):
-    PRETRAIN = "pretrain"
-    FINETUNE = "finetune"
-
-
-@app.command()
-@user_errors
-def train(
-    model: Annotated[str, typer.Option(help="Model name (see `vlora-eval models`).")],
-    stage: Annotated[Stage, typer.Option(help="pretrain: captions, the connector learns (LLM and CLIP frozen); "
-                                         "finetune: instructions, connector + LLM learn.")],
-    data: Annotated[Path, typer.Option(help="LLaVA-format JSON: [{id, image, conversations}, ...].")],
-    images: Annotated[Path, typer.Option(help="The folder that the records' image paths are relative to.")],
-    out: Annotated[Path, typer.Option(help="Output folder: train_log.jsonl, checkpoints/, model/.")],
-    init: Annotated[Path | None, typer.Option(help="Start from this checkpoint (needed for the 7B names).")] = None,
-    set_: Sets = None,
-    resume: Annotated[bool, typer.Option(help="Continue the newest checkpoint in --out (exactly).")] = True,
-    device: Device = "auto",
-    threads: Threads = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
-) -> None:
-    """Train one stage of the paper's recipe (the release's hyper-parameters; change any with --set,
-    e.g. --set learning_rate=1e-4 --set max_steps=200 --set connector.rank=16). Several GPUs or
-    machines: start it with `accelerate launch` (DDP, FSDP or DeepSpeed as accelerate is configured)."""
-    from workflows.train import train_stage
-
-    _folder_option(out, "--out")
-    placement = _placement(device, DType.FLOAT32, threads)
-    result = train_stage(model, Stage(stage).value, data, images, out, init=init, overrides=set_ or (),
-                         placement=placement, progress=not as_json, resume=resume)
-    summary = {"model": model, "stage": Stage(stage).value, "steps": result.steps, "resumed_from": result.resumed_from,
-               "final_loss": result.final_loss, "seconds": round(result.seconds, 2),
-               "samples_per_second": round(result.samples_per_second, 2),
-               "tokens_per_second": round(result.tokens_per_second, 1), "model_dir": str(result.model_dir),
-               "log": str(result.log_file)}
-    if as_json:
-        print(json.dumps(summary, indent=2))
-        return
-    views.train_report(summary)
-
-
-@app.command()
-@user_errors
-def export(
-    checkpoint: Annotated[Path, typer.Argument(help="A VLoRA checkpoint (e.g. the model/ folder `train` wrote).")],
-    out: Annotated[Path, typer.Option(help="Folder for the official release layout.")],
-    clip_out: Annotated[Path | None, typer.Option(help="Folder for its CLIP tower (default: <out>-clip).")] = None,
-) -> None:
-    """Write a VLoRA checkpoint in the official release layout (FeipengMa6/VLoRA), CLIP beside it."""
-    from vlora.checkpoints import load_model
-    from vlora.training import export_official_vlora
-
-    _folder_option(out, "--out")
-    folder = export_official_vlora(load_model(checkpoint), out, clip_out)
-    console.print(f"wrote the official VLoRA layout to [bold]{folder}[/]; inspect it with vlora-eval inspect {folder}")
-
-
-@app.command()
-@user_errors
-def sweep(
-    config: Annotated[Path, typer.Argument(help="A sweep config (configs/main.yaml, types, rank, blocks).")],
-    set_: Sets = None,
-    shard: Annotated[str | None, typer.Option(help="i/n: this process's share of the jobs (default: RANK/WORLD_SIZE "
-                                              "under torchrun or accelerate launch, else all).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: results/sweeps/<name>).")] = None,
-    device: Device = "auto",
-    threads: Threads = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
-) -> None:
-    """Train and evaluate every variant x seed of an ablation sweep (skipping finished ones, resuming the
-    rest), then write the table beside the paper's (CSV + markdown), FLOPs per variant and one plot per
-    benchmark. Bad configs are refused before any training."""
-    from evalsuite.runner import parse_shard
-    from workflows import sweep_table
-    from workflows.sweeps import load_sweep, run_sweep
-
-    plan = load_sweep(config, set_ or ())
-    placement = _placement(device, DType.FLOAT32, threads)
-    out = out or Path("results") / "sweeps" / plan.name
-    _folder_option(out, "--out")
-    records = run_sweep(plan, out, shard=parse_shard(shard) if shard else placement.process.shard,
-                        cpu=placement.device.type == "cpu", progress=not as_json, say=say)
-    written = {}
-    if len(records) == len(plan.jobs):
-        command = f"vlora-eval sweep {config}" + "".join(f" --set {s}" for s in set_ or ())
-        written = sweep_table.write(plan, records, out, command)
-    else:
-        say(f"{len(records)} of {len(plan.jobs)} jobs are done; the table is written when all are")
-    if as_json:
-        print(json.dumps({"sweep": plan.name, "jobs": len(plan.jobs), "done": len(records),
-                          "written": {k: str(v) for k, v in written.items() if k != "plots"}}, indent=2))
-    elif written:
-        console.print(Path(written["markdown"]).read_text(encoding="utf-8"), markup=False, highlight=False)
-        console.print(f"table and plots in [bold]{out}[/]")
-
-
-@app.command()
-@user_errors
-def report(
-    results: Annotated[Path, typer.Option(help="The results folder to assemble.")] = Path("results"),
-    out: Annotated[Path | None, typer.Option(help="The report file (default: <results>/report.md).")] = None,
-) -> None:
-    """One markdown report of results/: Table 1 (GFLOPs; our scores where runs exist), Tables 2-5 ours
-    beside the paper's, Figure 4; every number linked to the manifest or command that produced it."""
-    from workflows.report import build_report
-
-    if not results.is_dir():
-        from vlora.errors import InputError
-
-        raise InputError(f"--results {results} is not a folder")
-    path = build_report(results, out)
-    console.print(f"wrote [bold]{path}[/]")
-
-
 @app.command()
 @user_errors
 def demo(
@@ -531,12 +363,14 @@ def demo(
     questions about generated images in every execution mode (no downloads; seconds on a CPU)."""
     from vlora.demo import run_demo
 
-    _folder_option(out, "--out")
-    placement = _placement(device, DType.FLOAT32, threads)
+    check_folder_option(out, "--out")
+    placement = resolve_placement(device, DType.FLOAT32, threads)
     with console.status("building, saving, reloading and running a tiny VLoRA"):
         result = run_demo(out, seed, placement.device)
     views.demo_report(result)
 
+
+import cli_workflows  # noqa: E402, F401  (registers train, export, sweep and report after the commands above)
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,139 @@
+"""`vlora-eval train`, `export`, `sweep` and `report`: the commands over workflows/ (training, sweeps and
+the report). Registered on the app of cli_common; `cli` imports this module."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import cli_views as views
+from cli_common import (
+    Device,
+    DType,
+    Sets,
+    Threads,
+    app,
+    check_folder_option,
+    console,
+    resolve_placement,
+    say,
+    user_errors,
+)
+
+
+class Stage(str, Enum):
+    PRETRAIN = "pretrain"
+    FINETUNE = "finetune"
+
+
+@app.command()
+@user_errors
+def train(
+    model: Annotated[str, typer.Option(help="Model name (see `vlora-eval models`).")],
+    stage: Annotated[Stage, typer.Option(help="pretrain: captions, the connector learns (LLM and CLIP frozen); "
+                                         "finetune: instructions, connector + LLM learn.")],
+    data: Annotated[Path, typer.Option(help="LLaVA-format JSON: [{id, image, conversations}, ...].")],
+    images: Annotated[Path, typer.Option(help="The folder that the records' image paths are relative to.")],
+    out: Annotated[Path, typer.Option(help="Output folder: train_log.jsonl, checkpoints/, model/.")],
+    init: Annotated[Path | None, typer.Option(help="Start from this checkpoint (needed for the 7B names).")] = None,
+    set_: Sets = None,
+    resume: Annotated[bool, typer.Option(help="Continue the newest checkpoint in --out (exactly).")] = True,
+    device: Device = "auto",
+    threads: Threads = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Train one stage of the paper's recipe (the release's hyper-parameters; change any with --set,
+    e.g. --set learning_rate=1e-4 --set max_steps=200 --set connector.rank=16). Several GPUs or
+    machines: start it with `accelerate launch` (DDP, FSDP or DeepSpeed as accelerate is configured)."""
+    from workflows.train import train_stage
+
+    check_folder_option(out, "--out")
+    placement = resolve_placement(device, DType.FLOAT32, threads)
+    result = train_stage(model, Stage(stage).value, data, images, out, init=init, overrides=set_ or (),
+                         placement=placement, progress=not as_json, resume=resume)
+    summary = {"model": model, "stage": Stage(stage).value, "steps": result.steps, "resumed_from": result.resumed_from,
+               "final_loss": result.final_loss, "seconds": round(result.seconds, 2),
+               "samples_per_second": round(result.samples_per_second, 2),
+               "tokens_per_second": round(result.tokens_per_second, 1), "model_dir": str(result.model_dir),
+               "log": str(result.log_file)}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    views.train_report(summary)
+
+
+@app.command()
+@user_errors
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="A VLoRA checkpoint (e.g. the model/ folder `train` wrote).")],
+    out: Annotated[Path, typer.Option(help="Folder for the official release layout.")],
+    clip_out: Annotated[Path | None, typer.Option(help="Folder for its CLIP tower (default: <out>-clip).")] = None,
+) -> None:
+    """Write a VLoRA checkpoint in the official release layout (FeipengMa6/VLoRA), CLIP beside it."""
+    from vlora.checkpoints import load_model
+    from vlora.training import export_official_vlora
+
+    check_folder_option(out, "--out")
+    folder = export_official_vlora(load_model(checkpoint), out, clip_out)
+    console.print(f"wrote the official VLoRA layout to [bold]{folder}[/]; inspect it with vlora-eval inspect {folder}")
+
+
+@app.command()
+@user_errors
+def sweep(
+    config: Annotated[Path, typer.Argument(help="A sweep config (configs/main.yaml, types, rank, blocks).")],
+    set_: Sets = None,
+    shard: Annotated[str | None, typer.Option(help="i/n: this process's share of the jobs (default: RANK/WORLD_SIZE "
+                                              "under torchrun or accelerate launch, else all).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: results/sweeps/<name>).")] = None,
+    device: Device = "auto",
+    threads: Threads = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Train and evaluate every variant x seed of an ablation sweep (skipping finished ones, resuming the
+    rest), then write the table beside the paper's (CSV + markdown), FLOPs per variant and one plot per
+    benchmark. Bad configs are refused before any training."""
+    from evalsuite.runner import parse_shard
+    from workflows import sweep_table
+    from workflows.sweeps import load_sweep, run_sweep
+
+    plan = load_sweep(config, set_ or ())
+    placement = resolve_placement(device, DType.FLOAT32, threads)
+    out = out or Path("results") / "sweeps" / plan.name
+    check_folder_option(out, "--out")
+    records = run_sweep(plan, out, shard=parse_shard(shard) if shard else placement.process.shard,
+                        cpu=placement.device.type == "cpu", progress=not as_json, say=say)
+    written = {}
+    if len(records) == len(plan.jobs):
+        command = f"vlora-eval sweep {config}" + "".join(f" --set {s}" for s in set_ or ())
+        written = sweep_table.write(plan, records, out, command)
+    else:
+        say(f"{len(records)} of {len(plan.jobs)} jobs are done; the table is written when all are")
+    if as_json:
+        print(json.dumps({"sweep": plan.name, "jobs": len(plan.jobs), "done": len(records),
+                          "written": {k: str(v) for k, v in written.items() if k != "plots"}}, indent=2))
+    elif written:
+        console.print(Path(written["markdown"]).read_text(encoding="utf-8"), markup=False, highlight=False)
+        console.print(f"table and plots in [bold]{out}[/]")
+
+
+@app.command()
+@user_errors
+def report(
+    results: Annotated[Path, typer.Option(help="The results folder to assemble.")] = Path("results"),
+    out: Annotated[Path | None, typer.Option(help="The report file (default: <results>/report.md).")] = None,
+) -> None:
+    """One markdown report of results/: Table 1 (GFLOPs; our scores where runs exist), Tables 2-5 ours
+    beside the paper's, Figure 4; every number linked to the manifest or command that produced it."""
+    from workflows.report import build_report
+
+    if not results.is_dir():
+        from vlora.errors import InputError
+
+        raise InputError(f"--results {results} is not a folder")
+    path = build_report(results, out)
+    console.print(f"wrote [bold]{path}[/]")
