@@ -86,7 +86,8 @@ def sweep_sections(results: Path, out_dir: Path) -> list[str]:
             lines += [f"## {label}", "", f"Not run yet: `vlora-eval sweep configs/{name}.yaml`.", ""]
             continue
         body = table.read_text(encoding="utf-8").splitlines()
-        lines += [f"## {label}: {body[0].lstrip('# ')}", *body[1:], ""]
+        title = body[0].lstrip("# ")
+        lines += [f"## {title}" if title.startswith(label) else f"## {label}: {title}", *body[1:], ""]
         plots = sorted((results / "sweeps" / name).glob("*.png"))
         lines += [" ".join(f"![{p.stem}]({os.path.relpath(p, out_dir)})" for p in plots), ""]
     return lines

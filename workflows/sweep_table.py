@@ -102,7 +102,7 @@ def markdown(sweep: Sweep, table: pd.DataFrame, command: str, chance: dict[str, 
             value = f"{row['mean']:.1f} ± {row['stderr']:.1f}"
             cells += [f"**{value}**" if row["outside_noise"] else value,
                       "" if row["paper"] is None or pd.isna(row["paper"]) else f"{row['paper']}"]
-        lines.append(f"| {variant} | {rows['gflops'].iloc[0]:.3f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {variant} | {rows['gflops'].iloc[0]:.4g} | " + " | ".join(cells) + " |")
     metrics = dict(zip(table["benchmark"], table["metric"], strict=True))
     lines.append("| *chance* | | " + " | ".join(f"{chance[b][metrics[b]]:.1f} | " for b in benches) + "|")
     return "\n".join(lines) + "\n"
