@@ -70,12 +70,19 @@ def plan(name: str):
     return TrainingPlan(model=config, **stages)
 
 
+@cache
+def _prepare_lock(root: Path) -> FileLock:
+    """One lock object per cache folder, so a preparation that needs another part (a model its tokenizer)
+    re-enters the lock it holds instead of waiting for itself."""
+    return FileLock(root / ".prepare.lock")
+
+
 class _Turn:
     """The cache's lock: one process prepares at a time; the others wait and are told why."""
 
     def __init__(self, say: Callable[[str], None]):
         cache_root().mkdir(parents=True, exist_ok=True)
-        self.lock, self.say = FileLock(cache_root() / ".prepare.lock"), say
+        self.lock, self.say = _prepare_lock(cache_root()), say
 
     def __enter__(self) -> None:
         try:
@@ -104,27 +111,53 @@ def mini_suite(say: Callable[[str], None] = print) -> Path:
     return folder
 
 
-def training_texts(suite: Path) -> list[str]:
-    """What the tokenizer learns from: the template's system prompt and every turn of the training data."""
+def training_texts(train_dir: Path) -> list[str]:
+    """What the tokenizer learns from: the template's system prompt and every turn of the training data
+    (train_dir's pretrain.json and finetune.json)."""
     from vlora.prompting import IMAGE_PLACEHOLDER, VICUNA_V1
 
     texts = [VICUNA_V1.system, "USER: ASSISTANT:"]
     for name in ("pretrain", "finetune"):
-        for record in json.loads((suite / "train" / f"{name}.json").read_text(encoding="utf-8")):
+        for record in json.loads((train_dir / f"{name}.json").read_text(encoding="utf-8")):
             texts += [turn["value"].replace(IMAGE_PLACEHOLDER, "") for turn in record["conversations"]]
     return texts
 
 
-def tokenizer(suite: Path, say: Callable[[str], None] = print):
-    """The tokenizer learned from the mini-suite's training texts (saved once beside it)."""
+def tokenizer(train_dir: Path, say: Callable[[str], None] = print):
+    """The tokenizer learned from the training texts in `train_dir` (the mini-suite's, or a sweep's own
+    data), saved once under the cache in a folder named by the texts' content."""
     from vlora.tokenizer import load_tokenizer, train_tiny_tokenizer
 
     size = recipe()["tokenizer"]["vocab_size"]
-    folder = cache_root() / f"tokenizer-{fingerprint(size, suite.name)}"
+    content = [hashlib.sha256((train_dir / f"{name}.json").read_bytes()).hexdigest() for name in ("pretrain", "finetune")]
+    folder = cache_root() / f"tokenizer-{fingerprint(size, content)}"
     if not (folder / "tokenizer_config.json").is_file():
         with _Turn(say):
-            train_tiny_tokenizer(training_texts(suite), size).save_pretrained(folder)
+            train_tiny_tokenizer(training_texts(train_dir), size).save_pretrained(folder)
     return load_tokenizer(folder)
+
+
+def train_plan(plan, train_dir: Path, folder: Path, *, label: str, cpu: bool, progress: bool,
+               say: Callable[[str], None] = print) -> Path:
+    """Train the stages of `plan` on train_dir's <stage>.json under folder/<stage>/, from a model built
+    with the tokenizer learned from that data; a finished stage is reloaded, an unfinished one resumes
+    from its checkpoint. Returns the last stage's model folder."""
+    from vlora.checkpoints import load_model
+    from vlora.model import build_model
+    from vlora.training import train
+
+    model = None
+    for stage in plan.stages():
+        done = folder / stage.stage / "model"
+        if (done / "vlora_eval.json").is_file():  # a finished stage of an interrupted run
+            model = load_model(done)
+            continue
+        if model is None:
+            model = build_model(plan.model, tokenizer=tokenizer(train_dir, say), seed=stage.seed)
+        say(f"training {label}: stage {stage.stage}, {stage.max_steps} steps")
+        train(model, stage, train_dir / f"{stage.stage}.json", train_dir, folder / stage.stage,
+              progress=progress, resume=True, cpu=cpu)
+    return folder / plan.stages()[-1].stage / "model"
 
 
 def model_folder(name: str) -> Path:
@@ -141,34 +174,19 @@ def is_prepared(name: str) -> bool:
 def trained_model(name: str, *, cpu: bool = True, progress: bool = True, say: Callable[[str], None] = print) -> Path:
     """The embedded tiny model `name`, trained on the mini-suite if it is not cached yet: the folder of
     the finished model in the project's own layout."""
-    from vlora.checkpoints import load_model
-    from vlora.model import build_model
-    from vlora.training import train
-
     folder = model_folder(name)
-    if (folder / DONE).is_file():
-        return folder / "finetune" / "model"
-    suite = mini_suite(say)
-    words = tokenizer(suite, say)
     current = plan(name)
+    final = folder / current.stages()[-1].stage / "model"
+    if (folder / DONE).is_file():
+        return final
+    suite = mini_suite(say)
     with _Turn(say):
-        if (folder / DONE).is_file():
-            return folder / "finetune" / "model"
-        model = None
-        for stage in current.stages():
-            done = folder / stage.stage / "model"
-            if (done / "vlora_eval.json").is_file():  # a finished stage of an interrupted preparation
-                model = load_model(done)
-                continue
-            if model is None:
-                model = build_model(current.model, tokenizer=words, seed=stage.seed)
-            say(f"training the embedded {name}: stage {stage.stage}, {stage.max_steps} steps")
-            train(model, stage, suite / "train" / f"{stage.stage}.json", suite / "train", folder / stage.stage,
-                  progress=progress, resume=True, cpu=cpu)
-        (folder / DONE).write_text(json.dumps({"model": name, "plan": {"model": current.model.to_dict(),
-                                                                       "stages": [r.to_dict() for r in current.stages()]},
-                                               "mini_suite": str(suite)}, indent=2))
-    return folder / "finetune" / "model"
+        if not (folder / DONE).is_file():
+            train_plan(current, suite / "train", folder, label=f"the embedded {name}", cpu=cpu, progress=progress,
+                       say=say)
+            (folder / DONE).write_text(json.dumps({"model": name, "plan": {"model": current.model.to_dict(), "stages": [
+                r.to_dict() for r in current.stages()]}, "mini_suite": str(suite)}, indent=2))
+    return final
 
 
 # --- what the CLI asks: a real checkpoint and real data replace the embedded part they name --------------

@@ -3,7 +3,7 @@
     config --(checked before any training)--> jobs: every variant x seed, a TrainingPlan each (the
     embedded plan of the base model, the base's and the variant's dotted overrides, the seed)
     --> results/sweeps/<name>/runs/<variant>/seed-<s>/ (train/, eval/, done.json written last)
-    --> aggregate.py: the table beside the paper's, FLOPs per variant, plots, uncertainty
+    --> sweep_table.py: the table beside the paper's, FLOPs per variant, plots, uncertainty
 
 A finished job (done.json) is skipped, an unfinished one resumes (stage checkpoints, finished stages,
 the runner's resume), so a sweep killed at any point continues where it stopped. `--shard i/n` (or
@@ -205,23 +205,11 @@ def _data(sweep: Sweep, say: Callable[[str], None]) -> tuple[Path, Path]:
 
 
 def _train(sweep: Sweep, job: Job, folder: Path, *, cpu: bool, progress: bool, say: Callable[[str], None]) -> Path:
-    from vlora.checkpoints import load_model
-    from vlora.model import build_model
-    from vlora.training import train
-    from workflows.embedded import mini_suite, tokenizer
+    from workflows.embedded import train_plan
 
     train_dir, _ = _data(sweep, say)
-    model = None
-    for stage in job.plan.stages():
-        done = folder / stage.stage / "model"
-        if (done / "vlora_eval.json").is_file():
-            model = load_model(done)
-            continue
-        if model is None:
-            model = build_model(job.plan.model, tokenizer=tokenizer(mini_suite(say), say), seed=stage.seed)
-        train(model, stage, train_dir / f"{stage.stage}.json", train_dir, folder / stage.stage, progress=progress,
-              resume=True, cpu=cpu)
-    return folder / job.plan.stages()[-1].stage / "model"
+    return train_plan(job.plan, train_dir, folder, label=f"{sweep.name} {job.key}", cpu=cpu, progress=progress,
+                      say=say)
 
 
 def _evaluate(sweep: Sweep, job: Job, model_dir: Path, folder: Path, *, progress: bool) -> dict[str, dict]:
