@@ -87,9 +87,14 @@ class PerceptualWeightsGenerator(nn.Module):
         heads = [decoder(memory) for decoder in self.type_decoders]  # [n, k or k*T, h*r] each
         per_type = torch.cat(heads, dim=1).view(n, len(self.types), k, self.in_dim, self.rank)
         per_type = per_type * has_image.to(per_type.dtype).view(n, 1, 1, 1, 1)  # [n, T, k, h, r]
-        a, b = {}, {}
-        for i, t in enumerate(self.types):
-            for query, layer in enumerate(self.layers):
-                a[layer, t] = per_type[:, i, query]  # W_v = A [n, h, r]
-                b[layer, t] = self.scale * self.w_s[t][query]  # (alpha / r) W_s = B [h_out, r]
-        return PerceptualWeights(a=a, b=b)
+        a = {(layer, t): per_type[:, i, query]  # W_v = A [n, h, r]
+             for i, t in enumerate(self.types) for query, layer in enumerate(self.layers)}
+        return PerceptualWeights(a=a, b=self.b_matrices())
+
+    def b_matrices(self) -> dict[tuple[int, str], torch.Tensor]:
+        """B = (alpha / r) W_s [h_out, r] per (layer, type): the same for every image."""
+        return {(layer, t): self.scale * self.w_s[t][query] for t in self.types for query, layer in enumerate(self.layers)}
+
+    def weight_keys(self) -> list[tuple[int, str]]:
+        """The (layer, type) pairs that receive perceptual weights, in a fixed order."""
+        return sorted((layer, t) for t in self.types for layer in self.layers)

@@ -114,13 +114,13 @@ class MultimodalLM(nn.Module):
     # --- the vision side: CLIP -> connector, per image --------------------------------------------
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """N images' pixel values [N, 3, S, S] -> what the connector makes of each image: visual tokens
-        [N, L, h] (input space) or VLoRA's A matrices stacked in `weight_keys()` order [N, K, h, r]."""
+        [N, L, h] (input space) or VLoRA's A matrices stacked in the generator's `weight_keys()` order [N, K, h, r]."""
         features = self.vision(pixel_values.to(self.device))  # [N, c, d_v], in CLIP's dtype
         features = features.to(next(self.connector.parameters()).dtype)
         if self.space is Space.INPUT:
             return self.connector(features)
         weights = self.connector(features, torch.ones(features.shape[0], dtype=torch.bool, device=self.device))
-        return torch.stack([weights.a[key] for key in self.weight_keys()], dim=1)
+        return torch.stack([weights.a[key] for key in self.connector.weight_keys()], dim=1)
 
     def encode_decoded(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Decoded images -> per-image outputs (as `encode_images`), preprocessed LLaVA-style first."""
@@ -137,15 +137,6 @@ class MultimodalLM(nn.Module):
             raise InputError("the batch was collated without pixel values (pixels=False): give a vision cache")
         return self.encode_images(batch.pixel_values)
 
-    def weight_keys(self) -> list[tuple[int, str]]:
-        """VLoRA's (layer, type) pairs, in the order `encode_images` stacks their A matrices."""
-        return sorted((layer, t) for t in self.connector.types for layer in self.connector.layers)
-
-    def _b(self) -> dict[tuple[int, str], torch.Tensor]:
-        """B = (alpha / r) W_s [h_out, r] per (layer, type): image-independent, as the generator makes it."""
-        g = self.connector
-        return {(layer, t): g.scale * g.w_s[t][query] for t in g.types for query, layer in enumerate(g.layers)}
-
     def perceptual_weights(self, batch: MultimodalBatch, cache: VisionCache | None = None) -> PerceptualWeights | None:
         """VLoRA: the generator's (A, B) for each sample (A = 0 where a sample uses no image); None when
         no sample uses an image."""
@@ -156,11 +147,11 @@ class MultimodalLM(nn.Module):
             return None
         owner, n = batch.image_owner.to(self.device), batch.has_image.shape[0]
         a = {}
-        for i, key in enumerate(self.weight_keys()):
+        for i, key in enumerate(self.connector.weight_keys()):
             rows = per_image.new_zeros(n, *per_image.shape[2:])  # [n, h, r]
             rows[owner] = per_image[:, i]
             a[key] = rows
-        return PerceptualWeights(a=a, b=self._b())
+        return PerceptualWeights(a=a, b=self.connector.b_matrices())
 
     def visual_tokens(self, batch: MultimodalBatch, cache: VisionCache | None = None) -> torch.Tensor | None:
         """Input-space connectors: the visual tokens [N, L, h] of every used image, in input order."""
