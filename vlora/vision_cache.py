@@ -74,7 +74,7 @@ class VisionCache:
 
     def put(self, key: str, value: torch.Tensor) -> None:
         """Keep `value` (a tensor of its own, not a view into a batch) unless it alone exceeds the budget."""
-        size = value.numel() * value.element_size()
+        size = self._nbytes(value)
         if size > self.max_bytes:
             return
         if key in self._entries:

@@ -254,9 +254,10 @@ class VanillaProtocol(MCQProtocol):
         return renumber_rows(rows, copies)
 
 
-class MMMUProtocol(MCQProtocol):
-    """MMMU: open questions (no options, a text answer) scored as two-choice ones (`MMMU_preproc`); the
-    dataset prompt interleaves `<image N>` where it stands (`split_MMMU`)."""
+class MMMUProtocol(VanillaProtocol):
+    """MMMU: open questions (no options, a text answer) scored as two-choice ones (`MMMU_preproc`), then
+    by `mcq_vanilla_eval` (so its bootstrap units are the vanilla ones: a row alone); the dataset prompt
+    interleaves `<image N>` where it stands (`split_MMMU`)."""
 
     name = "mmmu"
 
@@ -275,10 +276,3 @@ class MMMUProtocol(MCQProtocol):
 
     def score(self, df: pd.DataFrame, rules: str) -> Scored:
         return score_mmmu(df, rules)
-
-    def units(self, table: pd.DataFrame) -> list[np.ndarray]:
-        """A question (one row): after `MMMU_preproc`, `mcq_vanilla_eval` judges each row alone."""
-        return one_row_units(table)
-
-    def relabel(self, rows: pd.DataFrame, copies: np.ndarray) -> pd.DataFrame:
-        return renumber_rows(rows, copies)
