@@ -20,6 +20,7 @@ from cli_common import (
     Device,
     DType,
     Dtype,
+    Mode,
     Sets,
     Threads,
     app,
@@ -64,9 +65,7 @@ def generate(
     checkpoint: Annotated[Path | None, typer.Option(help="A checkpoint folder (VLoRA, LLaVA or own).")] = None,
     image: Annotated[Path | None, typer.Option(help="Image file; omit for a text-only question.")] = None,
     vision_tower: Annotated[Path | None, typer.Option(help="Local CLIP folder (overrides mm_vision_tower).")] = None,
-    mode: Annotated[ExecutionMode, typer.Option(help="VLoRA execution: auto picks factorized or merged per call from "
-                                                "the measured crossover (vlora/crossover.yaml); the others fix it.")
-                    ] = ExecutionMode.AUTO,
+    mode: Mode = ExecutionMode.AUTO,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
     official_positions: Annotated[bool, typer.Option(help="Copy the VLoRA release's decoding positions.")] = False,
     device: Device = "auto",
@@ -170,9 +169,7 @@ def run(
     answer_mode: Annotated[AnswerMode, typer.Option(help="generate: free text; likelihood: the most likely option.")
                            ] = AnswerMode.GENERATE,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
-    mode: Annotated[ExecutionMode, typer.Option(help="VLoRA execution: auto picks factorized or merged per call from "
-                                                "the measured crossover (vlora/crossover.yaml); the others fix it.")
-                    ] = ExecutionMode.AUTO,
+    mode: Mode = ExecutionMode.AUTO,
     results: Annotated[Path, typer.Option(help="Results root.")] = Path("results"),
     run_name: Annotated[str | None, typer.Option(help="Folder name under the results root (default: model).")] = None,
     fresh: Annotated[bool, typer.Option(help="Discard earlier predictions of this run (default: resume).")] = False,

@@ -13,6 +13,7 @@ from rich.console import Console
 
 import cli_views as views
 from evalsuite.extraction import DEFAULT_RULES, Rules
+from vlora.config import ExecutionMode
 
 app = typer.Typer(help="Evaluate and cost multimodal LLMs that see through their weights (VLoRA).\n\n"
                   "Exit codes: 0 done; 1 `inspect` found no readable checkpoint; 2 bad input (one line says "
@@ -33,6 +34,8 @@ class DType(str, Enum):
 Device = Annotated[str, typer.Option(help="auto (the GPU of this process's LOCAL_RANK when CUDA is present, else "
                                             "the CPU) | cpu | cuda | cuda:N")]
 Dtype = Annotated[DType, typer.Option(help="auto: the checkpoint's dtype on a GPU, float32 on the CPU.")]
+Mode = Annotated[ExecutionMode, typer.Option(help="VLoRA execution: auto picks factorized or merged per call from "
+                                            "the measured crossover (vlora/crossover.yaml); the others fix it.")]
 Sets = Annotated[list[str] | None, typer.Option("--set", help="Override a setting of the model's configuration: "
                                                 "KEY=VALUE with a dotted key (connector.rank=16); repeatable.")]
 Threads = Annotated[int | None, typer.Option(min=1, help="CPU threads (default: this process's cores, shared among "
