@@ -56,7 +56,8 @@ def main() -> None:
     from evalsuite.baselines import answer_key, chance
     from evalsuite.benchmarks import benchmark
     from evalsuite.data import load_benchmark_data
-    from workflows.embedded import mini_suite, recipe
+    from vlora.schema import to_data
+    from vlora_eval.workflows.embedded import mini_suite, recipe
 
     os.environ.update({"XDG_CACHE_HOME": str(cache)})
     suite = mini_suite(say=lambda m: None)
@@ -78,16 +79,17 @@ def main() -> None:
             name, value = headline(entry["scores"])
             rows.append({"benchmark": entry["benchmark"], "metric": name, "model": model, "score": value,
                          "seconds": entry["seconds"]})
-    write(args.out, rows, timings, seeing, recipe())
+    write(args.out, rows, timings, seeing, to_data(recipe()))
 
 
 def image_dependence(model_name: str, suite: Path) -> dict[str, dict[str, float]]:
     """Does the model use the image? Per stage, the mean loss per learned token of that stage's own
     data (captions after pre-training, answers after fine-tuning) with each record's own image and with
     the images shuffled (the same texts): a model that sees does better with its own."""
-    from workflows.embedded import trained_model
+    from vlora.placement import Placement
+    from vlora_eval.workflows.embedded import trained_model
 
-    final = trained_model(model_name, say=lambda m: None)  # <model>/finetune/model
+    final = trained_model(model_name, placement=Placement.resolve("cpu"), say=lambda m: None)  # <model>/finetune/model
     folders = {"pretrain": final.parent.parent / "pretrain" / "model", "finetune": final}
     return {stage: shuffled_image_loss(folder, suite, stage) for stage, folder in folders.items()}
 
@@ -147,20 +149,18 @@ def write(out: Path, rows: list[dict], timings: dict, seeing: dict, made_of: dic
     for (bench, metric), row in wide.iterrows():
         lines.append(f"| {bench} | {metric} | {row['chance']:.1f} | {row['vlora']:.1f} | {row['llava-v1.5']:.1f} | "
                      f"{row['llava-v1.5-qformer']:.1f} | {row['answer key']:.1f} | {halfway[(bench, metric)]:.2f} |")
-    lines += ["", "The recipe (workflows/embedded.yaml):", "", "```json", json.dumps(made_of, indent=1), "```", ""]
+    lines += ["", "The recipe (vlora_eval/workflows/embedded.yaml):", "", "```json", json.dumps(made_of, indent=1), "```", ""]
     (out / "scores.md").write_text("\n".join(lines), encoding="utf-8")
     plot(wide, out / "scores.png")
     print("\n".join(lines[:len(wide) + 8]))
 
 
 def plot(wide, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     share = wide.sub(wide["chance"], axis=0).div(wide["answer key"] - wide["chance"], axis=0)
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax = fig.subplots()
     labels = [bench for bench, _ in share.index]
     width = 0.25
     for i, model in enumerate(MODELS):
@@ -173,7 +173,6 @@ def plot(wide, path: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

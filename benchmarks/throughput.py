@@ -207,25 +207,23 @@ def markdown(rows: list[dict], prefill: dict | None, header: str) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import ScalarFormatter
 
     configs = sorted({r["config"] for r in rows}, reverse=True)
-    fig, axes = plt.subplots(1, len(configs), figsize=(5 * len(configs), 4), squeeze=False)
+    fig = Figure(figsize=(5 * len(configs), 4))
+    axes = fig.subplots(1, len(configs), squeeze=False)
     for ax, config in zip(axes[0], configs, strict=True):
         for model in MODELS:
             mine = [r for r in rows if r["config"] == config and r["model"] == model and r["batch"].isdigit()]
             ax.plot([int(r["batch"]) for r in mine], [r["samples_per_s"] for r in mine], marker="o", label=model)
         ax.set(xscale="log", xlabel="batch size", ylabel="samples/s", title=f"{config} configuration")
         ax.set_xticks(sorted({int(r["batch"]) for r in rows if r["batch"].isdigit()}))
-        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.get_xaxis().set_major_formatter(ScalarFormatter())
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def write(out: Path, rows: list[dict], prefill: dict | None, header: str) -> None:

@@ -15,11 +15,10 @@ import torch
 
 from evalsuite.multimodal import MultimodalAdapter
 from vlora.config import ModelConfig
+from vlora.connector_kinds import connector_kind
 from vlora.errors import ConfigError, InputError
 from vlora.overrides import apply_overrides
-from vlora.presets import preset
-
-KIND_NAMES = {"vlora": "VLoRA", "llava": "LLaVA-v1.5", "llava-qformer": "LLaVA-v1.5-QFormer"}
+from vlora.presets import model_names, preset
 
 
 @dataclass(frozen=True)
@@ -30,22 +29,23 @@ class ModelSpec:
     description: str
 
 
-MODELS: dict[str, ModelSpec] = {
-    "vlora": ModelSpec("vlora", "vlora-7b", True, "VLoRA (perceptual weights, 0 visual tokens)"),
-    "llava-v1.5": ModelSpec("llava", "llava-v1.5-7b", True, "LLaVA-v1.5 (MLP projector, 576 visual tokens)"),
-    "llava-v1.5-qformer": ModelSpec("llava-qformer", "llava-v1.5-7b-qformer", True,
-                                    "LLaVA-v1.5 with a Q-Former (128 visual tokens)"),
-    "vlora-tiny": ModelSpec("vlora", "vlora-tiny", False, "tiny random VLoRA"),
-    "llava-tiny": ModelSpec("llava", "llava-tiny", False, "tiny random LLaVA-v1.5"),
-    "llava-qformer-tiny": ModelSpec("llava-qformer", "llava-qformer-tiny", False, "tiny random LLaVA-v1.5-QFormer"),
-}
+def model_specs() -> dict[str, ModelSpec]:
+    """Every `--model` name (vlora.presets.model_names, from the registered connector kinds): per kind its
+    full-size model (a local checkpoint) and `<kind>-tiny` (a tiny random model of its tiny preset)."""
+    specs = {}
+    for name, (preset_name, needs_checkpoint) in model_names().items():
+        kind = connector_kind(preset_name.rsplit("-", 1)[0])
+        specs[name] = ModelSpec(kind.name, preset_name, needs_checkpoint,
+                                kind.description if needs_checkpoint else f"tiny random {kind.display_name}")
+    return specs
 
 
 def model_spec(name: str) -> ModelSpec:
+    specs = model_specs()
     try:
-        return MODELS[name]
+        return specs[name]
     except KeyError:
-        raise ConfigError(f"unknown model {name!r}; known: {', '.join(MODELS)}") from None
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(specs)}") from None
 
 
 def load_checked(name: str, checkpoint: str | Path, vision_tower=None, dtype: torch.dtype | None = None):
@@ -55,9 +55,9 @@ def load_checked(name: str, checkpoint: str | Path, vision_tower=None, dtype: to
     spec = model_spec(name)
     model = load_model(checkpoint, vision_tower=vision_tower, dtype=dtype)
     if model.config.kind != spec.kind:
-        right = next(n for n, s in MODELS.items() if s.kind == model.config.kind and s.needs_checkpoint)
-        raise InputError(f"checkpoint {checkpoint} holds a {KIND_NAMES[model.config.kind]} model, not "
-                         f"{KIND_NAMES[spec.kind]} (--model {name}); use --model {right}")
+        held = connector_kind(model.config.kind)
+        raise InputError(f"checkpoint {checkpoint} holds a {held.display_name} model, not "
+                         f"{connector_kind(spec.kind).display_name} (--model {name}); use --model {held.model_name}")
     return model
 
 
@@ -80,7 +80,7 @@ def create_model(name: str, checkpoint: str | Path | None = None, *, vision_towe
             raise ConfigError(f"--set {list(overrides)} changes a preset; a checkpoint's configuration is fixed")
         model = load_checked(name, checkpoint, vision_tower, dtype).to(device)
     elif spec.needs_checkpoint:
-        tiny = ", ".join(n for n, s in MODELS.items() if not s.needs_checkpoint)
+        tiny = ", ".join(n for n, s in model_specs().items() if not s.needs_checkpoint)
         raise ConfigError(f"model {name!r} needs a local checkpoint (--checkpoint PATH); tiny random models: {tiny}")
     else:
         model = build_model(model_config(name, overrides), seed=seed, device=device, dtype=dtype)

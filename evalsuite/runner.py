@@ -58,6 +58,7 @@ class RunResult:
     present: int  # rows with a prediction, over all shards
     failures: int
     report: ScoreReport | None = None
+    predictions: pd.DataFrame | None = None  # index + prediction of every row, once all are there (as scored)
     paths: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # what the user should know (damaged lines, empty answers)
@@ -233,6 +234,7 @@ def finish(folder: Path, card, data: BenchmarkData, options: RunOptions, shard: 
         if not records or not (result.complete or force):
             return result
         predictions = pd.DataFrame({"index": list(records), "prediction": [r["prediction"] for r in records.values()]})
+        result.predictions = predictions
         if spec.answers:
             result.report = score_predictions(spec, table, predictions, options.rules, options.answer_mode, str(folder))
             result.notes += [n for n in result.report.notes if "predictions are empty" in n]

@@ -134,8 +134,18 @@ def vision_flops(vision: VisionConfig) -> float:
     return vision.num_layers * per_layer + 2 * vision.num_patches * 3 * p * p * w
 
 
+CONNECTOR_FLOPS = {"vlora": generator_flops, "llava": projector_flops, "llava-qformer": qformer_flops}
+
+
 def connector_flops(config: ModelConfig) -> dict[str, float]:
-    return {"vlora": generator_flops, "llava": projector_flops, "llava-qformer": qformer_flops}[config.kind](config)
+    """The connector's cost per image, by part: the formula written for its kind (CONNECTOR_FLOPS), or, for
+    a kind without one, FlopCounterMode's count of its module on the meta device (the part "counted")."""
+    formula = CONNECTOR_FLOPS.get(config.kind)
+    if formula is not None:
+        return formula(config)
+    from flops.counted import count_connector
+
+    return {"counted": float(count_connector(config))}
 
 
 def model_flops(config: ModelConfig, text_tokens: int, mode: str = "factorized", logits: str = "all") -> dict[str, float]:

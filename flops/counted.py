@@ -70,20 +70,36 @@ def count_model(config: ModelConfig, text_tokens: int, mode: str = "factorized",
     pixels = torch.zeros(1, 3, side, side, device="meta")
     parts = {"vision": count(model.vision, pixels)[0]}
     features = model.vision(pixels)
-    # with autograd on, nn.MultiheadAttention takes its plain path (its fused inference op has no formula)
     n = text_tokens + config.positions_per_image
+    parts["connector"] = _count_connector(model.connector, config, features)
     if config.space is Space.PARAMETER:
         has_image = torch.ones(1, dtype=torch.bool, device="meta")
-        parts["connector"] = count(model.connector, features, has_image)[0]
         with torch.no_grad():
             weights = model.connector(features, has_image)
             parts["llm"] = count_llm(model.llm, n, logits)
             with_weights = _count_with_weights(model.llm, weights, n, logits, mode, perceptual_weights_applied)
         parts["perceptual_weights"] = with_weights - parts["llm"]
     else:
-        parts["connector"] = count(model.connector, features)[0]
         parts["llm"] = count_llm(model.llm, n, logits, inputs_embeds=True)
     return parts
+
+
+def _count_connector(connector: nn.Module, config: ModelConfig, features: torch.Tensor) -> int:
+    """One image's features [1, c, d_v] through the connector. With autograd on, nn.MultiheadAttention
+    takes its plain path (its fused inference op has no formula)."""
+    if config.space is Space.PARAMETER:
+        return count(connector, features, torch.ones(1, dtype=torch.bool, device="meta"))[0]
+    return count(connector, features)[0]
+
+
+def count_connector(config: ModelConfig) -> int:
+    """The connector's FLOPs per image, counted on the meta device (for a kind without a formula)."""
+    from vlora.connector_kinds import connector_kind
+
+    with torch.device("meta"), torch.random.fork_rng(devices=[]):
+        connector = connector_kind(config.kind).build(config)
+    features = torch.zeros(1, config.vision.num_patches, config.vision.hidden_size, device="meta")
+    return _count_connector(connector, config, features)
 
 
 def _count_with_weights(llm, weights, n, logits, mode, applied) -> int:

@@ -43,12 +43,10 @@ def figure4_data(settings: FlopsSettings, counted_vlora: float | None = None, ma
 
 
 def draw_figure4(data: pd.DataFrame, path: Path, text_len: int = 32, llava_tokens: int = 576) -> Path:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no backend chosen, no global figure state
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig = Figure(figsize=(12, 4.6))
+    left, right = fig.subplots(1, 2)
     colours = dict(zip(TEXT_LENGTHS, ("tab:blue", "tab:orange", "tab:green"), strict=True))
     paper = data[data["source"] == "paper formula"]
     for C, colour in colours.items():
@@ -82,5 +80,4 @@ def draw_figure4(data: pd.DataFrame, path: Path, text_len: int = 32, llava_token
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

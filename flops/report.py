@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from flops.analytic import (
@@ -24,30 +23,22 @@ from flops.analytic import (
 )
 from flops.settings import FlopsSettings, G
 from vlora.config import ModelConfig, Space
-from vlora.presets import preset
-
-
-@cache
-def table1() -> list[dict[str, Any]]:
-    import yaml
-
-    text = resources.files("flops").joinpath("table1.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+from vlora.paper import paper_table
 
 
 def table1_rows(settings: FlopsSettings) -> list[dict[str, Any]]:
     llm, g, C = settings.base.llm, settings.base.connector, settings.text_len
     d, h, k, r = llm.num_layers, llm.hidden_size, settings.k, g.rank
     rows = []
-    for entry in table1():
-        if entry.get("vlora"):
+    for name, entry in paper_table("table1").rows.items():
+        if entry.vlora:
             ours = paper_vlora_inference(C, d, h, k, r, merge_term=False) / G
             full = paper_vlora_inference(C, d, h, k, r) / G
         else:
-            ours = full = paper_input_space(entry["visual_tokens"], C, d, h) / G
-        rows.append({"model": entry["model"], "visual_tokens": entry["visual_tokens"], "paper": entry["gflops"],
+            ours = full = paper_input_space(entry.visual_tokens, C, d, h) / G
+        rows.append({"model": name, "visual_tokens": entry.visual_tokens, "paper": entry.gflops,
                      "formula": round(ours, 1), "formula_full": round(full, 1),
-                     "difference": round(ours - entry["gflops"], 1), "note": entry.get("note", "")})
+                     "difference": round(ours - entry.gflops, 1), "note": entry.note})
     return rows
 
 
@@ -207,31 +198,29 @@ def write_report(out, report: FlopsReport) -> dict[str, Any]:
     return written
 
 
-def flops_config(llm: str, overrides: Sequence[str] = ()) -> ModelConfig:
-    """The VLoRA model the FLOPs are about: a VLoRA preset, or an LLM config.json on the paper's vision
-    tower and generator; then the dotted `overrides` (`--set connector.rank=16`)."""
+def flops_config(model: str, llm_config: Path | None = None, overrides: Sequence[str] = ()) -> ModelConfig:
+    """The VLoRA model the FLOPs are about: a VLoRA `--model` name's configuration (vlora: the paper's 7B;
+    vlora-tiny), its LLM replaced by a Llama config.json when one is given; then the dotted `overrides`."""
     import json
-    from pathlib import Path
 
     from vlora.config import LLMConfig
     from vlora.errors import ConfigError
     from vlora.overrides import apply_overrides
+    from vlora.presets import model_preset
 
-    path = Path(llm)
-    if path.suffix == ".json" or path.is_file():
-        if not path.is_file():
-            raise ConfigError(f"LLM config {path} does not exist")
+    config = model_preset(model)
+    if config.space is not Space.PARAMETER:
+        raise ConfigError(f"--model {model}: the FLOPs report is about a VLoRA model (vlora, vlora-tiny); it builds "
+                          "LLaVA and the Q-Former on the same LLM and vision tower")
+    if llm_config is not None:
         try:
-            fields = json.loads(path.read_text(encoding="utf-8"))
+            fields = json.loads(llm_config.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"LLM config {llm_config} does not exist") from None
         except (ValueError, UnicodeDecodeError, OSError) as e:
-            raise ConfigError(f"LLM config {path}: not readable JSON ({type(e).__name__})") from None
+            raise ConfigError(f"LLM config {llm_config}: not readable JSON ({type(e).__name__})") from None
         if not isinstance(fields, dict):
-            raise ConfigError(f"LLM config {path}: expected a JSON object of Llama fields, found a {type(fields).__name__}")
-        config = preset("vlora-7b")
+            raise ConfigError(f"LLM config {llm_config}: expected a JSON object of Llama fields, found a "
+                              f"{type(fields).__name__}")
         config = ModelConfig(LLMConfig.from_hf_dict(fields), config.vision, config.connector)
-    else:
-        config = preset(llm)
-        if config.space is not Space.PARAMETER:
-            raise ConfigError(f"--llm {llm}: a VLoRA preset or an LLM config.json (the report builds LLaVA and the "
-                              "Q-Former on the same LLM and vision tower)")
     return apply_overrides(config, overrides)

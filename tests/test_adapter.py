@@ -10,7 +10,7 @@ from conftest import make_image, randomize_w_s
 
 from evalsuite.adapter import Failure, ModelCard, Request
 from evalsuite.multimodal import MultimodalAdapter
-from evalsuite.registry import MODELS, create_model
+from evalsuite.registry import create_model, model_specs
 from vlora.checkpoints import save_model
 from vlora.config import Space
 from vlora.errors import ConfigError, InputError
@@ -126,7 +126,7 @@ def test_card_describes_the_model(name, space, tokens):
     card = adapter.card
     assert (card.name, card.space, card.visual_tokens) == (name, space, tokens)
     assert card.parameters == adapter.model.parameter_counts()
-    assert card.config == adapter.model.config and card.kind == MODELS[name].kind
+    assert card.config == adapter.model.config and card.kind == model_specs()[name].kind
     assert card.config.llm.hidden_size == 64
     assert card.prompt_style("MCQ") == "llava_mcq" and card.prompt_style("Y/N") == "dataset"
     assert ModelCard.from_dict(json.loads(json.dumps(card.to_dict()))) == card  # what run.json stores reads back

@@ -116,7 +116,7 @@ def test_llava_original_export_round_trip(tmp_path, images):
         assert torch.equal(model(batch).logits, again(batch).logits)
 
 
-@pytest.mark.parametrize("name,expected", [("vlora-7b", 0), ("llava-v1.5-7b", 576), ("llava-v1.5-7b-qformer", 128),
+@pytest.mark.parametrize("name,expected", [("vlora-7b", 0), ("llava-7b", 576), ("llava-qformer-7b", 128),
                                            ("vlora-tiny", 0), ("llava-tiny", 16), ("llava-qformer-tiny", 8)])
 def test_visual_token_counts_from_configs(name, expected):
     config = preset(name)

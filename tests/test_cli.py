@@ -8,8 +8,8 @@ import pytest
 from conftest import OFFICIAL_TINY, make_image
 from typer.testing import CliRunner
 
-from cli import app
 from vlora.checkpoints import save_model
+from vlora_eval.cli import app
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ import pandas as pd
 from tsv_fixtures import circular_table, write_tsv, yes_no_table
 from typer.testing import CliRunner
 
-from cli import app
+from vlora_eval.cli import app
 
 runner = CliRunner()
 

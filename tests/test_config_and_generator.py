@@ -75,8 +75,12 @@ def test_bad_generator_config_is_a_clear_error(bad, message):
 def test_config_round_trips_through_plain_data(tiny_config):
     again = ModelConfig.from_dict(tiny_config.to_dict())
     assert again == tiny_config
-    with pytest.raises(ConfigError, match=r"unknown config field\(s\) \['ranks'\]"):
+    with pytest.raises(ConfigError, match=r"^model config: connector.ranks: not a setting here \(did you mean rank\?\)$"):
         ModelConfig.from_dict({**tiny_config.to_dict(), "connector": {"kind": "vlora", "ranks": 8}})
+    with pytest.raises(ConfigError, match=r"^model config: llm.hidden_size: expects int, got '64'$"):
+        ModelConfig.from_dict({**tiny_config.to_dict(), "llm": {**tiny_config.to_dict()["llm"], "hidden_size": "64"}})
+    with pytest.raises(ConfigError, match=r"^model config: connector: unknown connector kind 'mlp'"):
+        ModelConfig.from_dict({**tiny_config.to_dict(), "connector": {"kind": "mlp"}})
 
 
 @pytest.mark.parametrize("connector", [

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 from typer.testing import CliRunner
 
-import workflows.embedded as embedded
-from cli import app
+import vlora_eval.workflows.embedded as embedded
+from vlora_eval.cli import app
 
-MICRO = {
-    "version": 1, "mini_suite": {"seed": 0, "scale": 1}, "tokenizer": {"vocab_size": 512},
-    "models": {"vlora": {"preset": "vlora-tiny", "set": {}}, "llava-v1.5": {"preset": "llava-tiny", "set": {}},
-               "llava-v1.5-qformer": {"preset": "llava-qformer-tiny", "set": {}}},
-    "stages": {stage: {"learning_rate": 1e-3, "batch_size": 4, "max_steps": 2, "dtype": "float32",
-                       "gradient_checkpointing": False, "max_length": 1024, "save_every": 0, "epochs": 1,
-                       **({"train_llm": True} if stage == "pretrain" else {})} for stage in ("pretrain", "finetune")},
-}
+MICRO = embedded.EmbeddedRecipe(
+    version=1, mini_suite=embedded.MiniSuiteSettings(seed=0, scale=1), models={},
+    stages={stage: {"learning_rate": 1e-3, "batch_size": 4, "max_steps": 2, "dtype": "float32",
+                    "gradient_checkpointing": False, "max_length": 1024, "save_every": 0, "epochs": 1,
+                    **({"trains": ["connector", "llm"]} if stage == "pretrain" else {})}
+            for stage in ("pretrain", "finetune")},
+)
 
 
 @pytest.fixture
@@ -78,12 +78,13 @@ def test_real_data_replaces_the_embedded_part_it_names(fresh_machine):
 
 
 def test_embedded_plans_go_through_the_one_override_path(monkeypatch):
-    monkeypatch.setattr(embedded, "recipe", lambda: {**MICRO, "models": {"vlora": {"preset": "vlora-tiny",
-                                                                                     "set": {"connector.rank": 2}}}})
+    with_rank = dataclasses.replace(MICRO, models={"vlora": embedded.EmbeddedModel({"connector.rank": 2})})
+    monkeypatch.setattr(embedded, "recipe", lambda: with_rank)
     plan = embedded.plan("vlora")
-    assert plan.model.connector.rank == 2 and plan.pretrain.train_llm and plan.finetune.train_llm  # finetune: as released
-    assert plan.finetune.max_steps == 2
-    monkeypatch.setattr(embedded, "recipe", lambda: {**MICRO, "models": {"vlora": {"preset": "vlora-tiny",
-                                                                                     "set": {"connector.ranq": 2}}}})
+    assert plan.model.connector.rank == 2
+    assert plan.stages["pretrain"].trains == plan.stages["finetune"].trains == ("connector", "llm")  # finetune: as released
+    assert plan.stages["finetune"].max_steps == 2
+    monkeypatch.setattr(embedded, "recipe", lambda: dataclasses.replace(
+        MICRO, models={"vlora": embedded.EmbeddedModel({"connector.ranq": 2})}))
     with pytest.raises(Exception, match="ranq"):
         embedded.plan("vlora")

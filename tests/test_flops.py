@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from cli import app
 from flops.analytic import (
     llm_prefill,
     merge_crossover,
@@ -26,6 +25,7 @@ from flops.report import headline, table1_rows
 from flops.settings import FlopsSettings
 from vlora.config import LLMConfig, ModelConfig
 from vlora.presets import preset
+from vlora_eval.cli import app
 
 D, H, C, K, R = 32, 4096, 32, 8, 64
 
@@ -160,7 +160,7 @@ def test_flops_command_generator_settings():
 
 
 def test_flops_report_uses_the_configured_visual_tokens():
-    out = json.loads(CliRunner().invoke(app, ["flops", "--llm", "vlora-tiny", "--json"]).stdout)
+    out = json.loads(CliRunner().invoke(app, ["flops", "--model", "vlora-tiny", "--json"]).stdout)
     tiny = preset("vlora-tiny")
     assert out["headline"]["llava_tokens"] == tiny.vision.num_patches == 16
     llava = next(r for r in out["architecture_exact"] if r["model"] == "LLaVA-v1.5")
@@ -174,7 +174,7 @@ def test_each_count_is_made_once(monkeypatch, tmp_path):
     calls = []
     real = flops.counted.count_model
     monkeypatch.setattr(flops.counted, "count_model", lambda *a, **k: calls.append(a) or real(*a, **k))
-    result = CliRunner().invoke(app, ["flops", "--llm", "vlora-tiny", "--count", "--plot", str(tmp_path), "--json"])
+    result = CliRunner().invoke(app, ["flops", "--model", "vlora-tiny", "--count", "--plot", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     assert len(calls) == len(set(calls)) == 5  # LLaVA, Q-Former, VLoRA x 3 modes: each once
     assert (tmp_path / "figure4.png").is_file() and (tmp_path / "table1.md").is_file()

@@ -18,7 +18,7 @@ from PIL import Image
 from tsv_fixtures import b64_image, circular_table, write_tsv, yes_no_table
 from typer.testing import CliRunner
 
-from cli import app
+from vlora_eval.cli import app
 
 runner = CliRunner()
 TINY = ["--model", "llava-tiny", "--max-new-tokens", "2"]
@@ -347,7 +347,7 @@ def test_json_lists_where_objects_are_expected(tmp_path, tiny_model):
 
     listed = tmp_path / "listed.json"
     listed.write_text("[1, 2]")
-    assert_error(invoke("flops", "--llm", listed), "listed.json", "found a list")
+    assert_error(invoke("flops", "--llm-config", listed), "listed.json", "found a list")
     folder = tmp_path / "config_list"
     folder.mkdir()
     (folder / "config.json").write_text("[]")

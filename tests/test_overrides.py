@@ -8,7 +8,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cli import app
 from flops.analytic import generator_flops, model_flops, vlora_branches
 from vlora.checkpoints import load_model, official_vlora
 from vlora.config import GeneratorConfig, ModelConfig, Space
@@ -17,6 +16,7 @@ from vlora.initialization import initialize, materialize
 from vlora.model import MultimodalLM, build_model
 from vlora.overrides import apply_overrides
 from vlora.presets import preset
+from vlora_eval.cli import app
 
 
 # --- apply_overrides ----------------------------------------------------------------------------------
@@ -38,8 +38,8 @@ def test_dotted_and_flat_keys_apply_with_their_types():
     ("ranq=8", "did you mean connector.rank"),
     ("hidden_size=32", "'hidden_size' is ambiguous: llm.hidden_size or vision.hidden_size"),
     ("num_layers=2", "'num_layers' is ambiguous: llm.num_layers or vision.num_layers"),
-    ("connector.rank=abc", "connector.rank expects int, got 'abc'"),
-    ("connector.rank=2.5", "connector.rank expects int, got 2.5"),
+    ("connector.rank=abc", "--set connector.rank: expects int, got 'abc'"),
+    ("connector.rank=2.5", "--set connector.rank: expects int, got 2.5"),
     ("connector.rank=0", "generator.rank, blocks, hidden and skip must be positive"),
     ("connector.types=qkx", "must be a non-empty subset of 'qkvom'"),
     ("connector.layers=3", "expects a list"),
@@ -65,7 +65,7 @@ def test_set_on_the_commands_that_build_a_model(tmp_path):
     assert out.exit_code == 0, out.output
     bad = runner.invoke(app, ["generate", "--model", "vlora-tiny", "--question", "Q?", "--set", "num_layers=2"])
     assert bad.exit_code == 2 and "ambiguous" in bad.output and "Traceback" not in bad.output
-    flops = json.loads(runner.invoke(app, ["flops", "--llm", "vlora-tiny", "--set", "connector.rank=2", "--json"]).stdout)
+    flops = json.loads(runner.invoke(app, ["flops", "--model", "vlora-tiny", "--set", "connector.rank=2", "--json"]).stdout)
     tiny = apply_overrides(preset("vlora-tiny"), ["connector.rank=2"])
     vlora = next(r for r in flops["architecture_exact"] if r["model"] == "VLoRA" and r["mode"] == "factorized")
     assert vlora["perceptual_weights"] == pytest.approx(vlora_branches(tiny, 32 + 1) / 1e9)

@@ -68,7 +68,7 @@ def test_a_run_records_where_it_ran(tmp_path):
     from tsv_fixtures import write_tsv, yes_no_table
     from typer.testing import CliRunner
 
-    from cli import app
+    from vlora_eval.cli import app
 
     data = write_tsv(yes_no_table(1), tmp_path / "MME.tsv")
     result = CliRunner().invoke(app, ["run", "--model", "llava-tiny", "--bench", "MME", "--data", str(data),

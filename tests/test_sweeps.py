@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,12 +11,12 @@ import yaml
 from test_embedded import MICRO, fresh_machine  # noqa: F401  (the fixture)
 from typer.testing import CliRunner
 
-import workflows.embedded as embedded
-from cli import app
+import vlora_eval.workflows.embedded as embedded
 from vlora.errors import ConfigError
-from workflows.sweeps import load_sweep
+from vlora_eval.cli import app
+from vlora_eval.workflows.sweeps import load_sweep
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parent.parent / "vlora_eval" / "configs"
 
 
 @pytest.mark.parametrize("name", ["main", "types", "rank", "blocks"])
@@ -36,7 +37,7 @@ def test_types_and_seeds_reach_the_plans():
     sweep = load_sweep(CONFIGS / "types.yaml")
     job = next(j for j in sweep.jobs if j.variant == "qko" and j.seed == 2)
     assert job.plan.model.connector.types == "qko"
-    assert job.plan.pretrain.seed == embedded.plan("vlora").pretrain.seed + 2
+    assert job.plan.stages["pretrain"].seed == embedded.plan("vlora").stages["pretrain"].seed + 2
 
 
 def _write(tmp_path, **changes) -> Path:
@@ -57,10 +58,13 @@ def _write(tmp_path, **changes) -> Path:
       "reference": "a"}, "change alpha / r"),
     ({"benchmarks": ["nope"]}, "unknown benchmark 'nope'"),
     ({"seeds": 0}, "positive number of seeds"),
-    ({"colour": "red"}, "colour is not a sweep setting"),
+    ({"colour": "red"}, "colour: not a setting here"),
+    ({"eval": {"batch_size": 4, "max_new_token": 8}}, "eval.max_new_token: not a setting here (did you mean max_new_tokens?)"),
+    ({"data": {"train": "t"}}, "data: expects"),
+    ({"variants": [{"name": 16}]}, "variants[0].name: expects str, got 16"),
 ])
 def test_bad_configs_fail_before_any_training(tmp_path, changes, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")) as e:
+    with pytest.raises(ConfigError, match=re.escape(message)) as e:
         load_sweep(_write(tmp_path, **changes))
     assert str(_write(tmp_path, **changes)) in str(e.value)
 
@@ -70,7 +74,7 @@ def test_a_micro_sweep_killed_after_its_first_variant_resumes(fresh_machine, mon
     config = _write(tmp_path, seeds=1, benchmarks=["MME", "ScienceQA_VAL"], reference="16",
                     variants=[{"name": "16", "set": {"connector.rank": 1, "connector.alpha": 1.0}},
                               {"name": "32", "set": {"connector.rank": 2, "connector.alpha": 2.0}}])
-    import workflows.sweeps as sweeps
+    import vlora_eval.workflows.sweeps as sweeps
 
     real = sweeps.run_job
     calls = []
@@ -103,12 +107,9 @@ def test_a_micro_sweep_killed_after_its_first_variant_resumes(fresh_machine, mon
 
 
 def test_the_report_renders_and_links_every_score_to_its_manifest(tmp_path, monkeypatch):
-    import shutil
-
     from tsv_fixtures import write_tsv, yes_no_table
 
     results = tmp_path / "results"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "results" / "paper", results / "paper")
     data = write_tsv(yes_no_table(2), tmp_path / "MME.tsv")
     run = CliRunner().invoke(app, ["run", "--model", "llava-tiny", "--bench", "MME", "--data", str(data),
                                    "--results", str(results), "--max-new-tokens", "2"])
@@ -123,7 +124,7 @@ def test_the_report_renders_and_links_every_score_to_its_manifest(tmp_path, monk
     value = next(iter(manifest["scores"].values()))
     row = next(line for line in text.splitlines() if line.startswith("| ours: llava-tiny"))
     assert f"[{value:.1f}](llava-tiny/MME/manifest.json)" in row  # ours, linked to its manifest
-    assert "Not run yet: `vlora-eval sweep configs/rank.yaml`" in text
+    assert "Not run yet: `vlora-eval sweep rank`" in text
     assert "[mini/scores.md](mini/scores.md)" in text  # the benchmark scripts' tables linked, not copied
     assert "not measured yet (`.venv/bin/python benchmarks/throughput.py" in text
 
@@ -135,7 +136,7 @@ def _check_chance(out: Path) -> None:
 
     from evalsuite.benchmarks import benchmark
     from evalsuite.data import load_benchmark_data
-    from workflows.embedded import mini_suite
+    from vlora_eval.workflows.embedded import mini_suite
 
     spec = benchmark("ScienceQA_VAL")  # the rows the benchmark scores (the loader's reading of the TSV)
     questions = load_benchmark_data(spec, mini_suite(say=lambda m: None) / "ScienceQA_VAL.tsv", embedded=True).table

@@ -21,7 +21,7 @@ from vlora.presets import preset
 from vlora.prompting import IGNORE_INDEX, IMAGE_TOKEN_INDEX, VICUNA_V1, tokenize_with_placeholder
 from vlora.tokenizer import build_tiny_tokenizer
 from vlora.training import (
-    OFFICIAL,
+    STAGES,
     TrainingRecipe,
     export_official_vlora,
     load_training_data,
@@ -79,7 +79,9 @@ def test_official_recipes_are_the_release_numbers():
     for r in (pre, fine):
         assert (r.warmup_ratio, r.weight_decay, r.lr_schedule, r.epochs, r.max_length) == (0.03, 0.0, "cosine", 1, 2048)
         assert r.dtype == "bfloat16" and r.gradient_checkpointing
-    assert set(OFFICIAL) <= {f for f in TrainingRecipe.__dataclass_fields__}
+    for stage in STAGES.values():
+        assert set(stage.defaults) <= {f for f in TrainingRecipe.__dataclass_fields__}
+    assert (pre.trains, fine.trains) == (("connector",), ("connector", "llm"))  # tune_mm_mlp_adapter; the full LLM
     changed = apply_overrides(pre, ["learning_rate=1e-4", "gradient_checkpointing=false", "max_steps=null"])
     assert (changed.learning_rate, changed.gradient_checkpointing, changed.max_steps) == (1e-4, False, None)
     assert TrainingRecipe.from_dict(fine.to_dict()) == fine

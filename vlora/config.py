@@ -10,8 +10,6 @@ vlora/presets.py.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
@@ -155,7 +153,31 @@ class VisionConfig:
 
 
 @dataclass(frozen=True)
-class GeneratorConfig:
+class ConnectorConfig:
+    """What every connector's configuration has: its kind (the name configs and checkpoints record; the
+    kind's registration, vlora/connector_kinds.py, says the rest), its space, and the visual tokens one
+    image adds to the LLM's input."""
+
+    kind: ClassVar[str]
+    space: ClassVar[Space]
+
+    def visual_tokens(self, vision: VisionConfig) -> int:
+        raise NotImplementedError
+
+    @classmethod
+    def variant_for(cls, data: dict[str, Any], where: str) -> tuple[type, dict[str, Any]]:
+        """The registered config class that `data["kind"]` names (VLoRA's when absent), for vlora.schema."""
+        from vlora.connector_kinds import connector_kind
+
+        kind = data.pop("kind", "vlora")
+        try:
+            return connector_kind(kind).config, data
+        except ConfigError as e:
+            raise ConfigError(f"{where.rstrip(chr(0))}: {e}") from None
+
+
+@dataclass(frozen=True)
+class GeneratorConfig(ConnectorConfig):
     """The perceptual weights generator (paper Fig. 3; official `LoRAGenerater` conventions).
 
     k, the number of perceptual queries per type, equals the number of LLM blocks that receive
@@ -191,6 +213,9 @@ class GeneratorConfig:
     def scale(self) -> float:
         return 1.0 if self.alpha is None else self.alpha / self.rank
 
+    def visual_tokens(self, vision: VisionConfig) -> int:
+        return 0  # the image arrives as weights
+
     def target_layers(self, num_layers: int) -> tuple[int, ...]:
         """The placement rule (read it through `ModelConfig.receiving_layers`): the LLM blocks that
         receive perceptual weights; query j of each type goes to block target_layers[j]."""
@@ -204,15 +229,18 @@ class GeneratorConfig:
 
 
 @dataclass(frozen=True)
-class ProjectorConfig:
+class ProjectorConfig(ConnectorConfig):
     """LLaVA-v1.5's connector (`mlp2x_gelu`): Linear(d_v, h) -> GELU -> Linear(h, h), one token per patch."""
 
     kind: ClassVar[str] = "llava"
     space: ClassVar[Space] = Space.INPUT
 
+    def visual_tokens(self, vision: VisionConfig) -> int:
+        return vision.num_patches
+
 
 @dataclass(frozen=True)
-class QFormerConfig:
+class QFormerConfig(ConnectorConfig):
     """The paper's Table 2 baseline: a randomly initialised Q-Former (transformers' Blip2QFormerModel)
     with the generator's blocks and hidden size, `queries` learnable queries, then a linear to h."""
 
@@ -230,9 +258,8 @@ class QFormerConfig:
         _check(self.hidden % self.heads == 0,
                f"qformer.hidden {self.hidden} is not a multiple of qformer.heads {self.heads}")
 
-
-ConnectorConfig = GeneratorConfig | ProjectorConfig | QFormerConfig
-CONNECTORS: dict[str, type] = {c.kind: c for c in (GeneratorConfig, ProjectorConfig, QFormerConfig)}
+    def visual_tokens(self, vision: VisionConfig) -> int:
+        return self.queries
 
 
 @dataclass(frozen=True)
@@ -289,11 +316,7 @@ class ModelConfig:
     @property
     def visual_tokens(self) -> int:
         """Visual tokens one image adds to the LLM's input: L (576 / 128 at paper scale), 0 for VLoRA."""
-        if isinstance(self.connector, ProjectorConfig):
-            return self.vision.num_patches
-        if isinstance(self.connector, QFormerConfig):
-            return self.connector.queries
-        return 0
+        return self.connector.visual_tokens(self.vision)
 
     @property
     def positions_per_image(self) -> int:
@@ -307,41 +330,8 @@ class ModelConfig:
         return data
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        d = dict(d)
-        connector = dict(d.get("connector", {}))
-        kind = connector.pop("kind", "vlora")
-        if kind not in CONNECTORS:
-            raise ConfigError(f"unknown connector kind {kind!r}; known: {sorted(CONNECTORS)}")
-        d["connector"] = _from_dict(CONNECTORS[kind], connector, "connector")
-        return _from_dict(cls, d, "")
+    def from_dict(cls, d: dict[str, Any], where: str = "model config") -> ModelConfig:
+        """From plain data (a checkpoint's vlora_eval.json, a card): strict, through vlora.schema."""
+        from vlora.schema import ROOT, from_data
 
-def _from_dict(cls, d: dict[str, Any], where: str):
-    """Build dataclass `cls` from plain data, naming any unknown field; lists become tuples."""
-    if not isinstance(d, dict):
-        raise ConfigError(f"config section {where or cls.__name__!r} must be a mapping, got {type(d).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ConfigError(f"unknown config field(s) {unknown} in {where or cls.__name__}; known: {sorted(known)}")
-    kwargs = {}
-    for name, value in d.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = _from_dict(hint, value, f"{where}.{name}".strip("."))
-        elif isinstance(value, list) and _is_tuple_hint(hint):
-            value = tuple(value)
-        kwargs[name] = value
-    try:
-        return cls(**kwargs)
-    except (TypeError, ZeroDivisionError) as e:
-        raise ConfigError(f"bad config for {where or cls.__name__}: {e}") from None
-
-
-def _is_tuple_hint(hint) -> bool:
-    if typing.get_origin(hint) is tuple:
-        return True
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return any(typing.get_origin(a) is tuple for a in typing.get_args(hint))
-    return False
+        return from_data(cls, d, where + ROOT)

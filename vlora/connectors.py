@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vlora.config import GeneratorConfig, ModelConfig, ProjectorConfig, QFormerConfig
+from vlora.config import ModelConfig, QFormerConfig
 
 
 class MLPProjector(nn.Module):
@@ -49,8 +49,7 @@ class QFormerConnector(nn.Module):
 
 
 def build_connector(config: ModelConfig) -> nn.Module:
-    from vlora.generator import PerceptualWeightsGenerator
+    """The connector module of the configuration's kind (its registration names the class)."""
+    from vlora.connector_kinds import connector_kind
 
-    classes = {GeneratorConfig: PerceptualWeightsGenerator, ProjectorConfig: MLPProjector,
-               QFormerConfig: QFormerConnector}
-    return classes[type(config.connector)](config)
+    return connector_kind(config.kind).build(config)

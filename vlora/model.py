@@ -86,12 +86,11 @@ class MultimodalLM(nn.Module):
         return {name: sum(p.numel() for p in part.parameters())
                 for name, part in (("llm", self.llm), ("vision", self.vision), ("connector", self.connector))}
 
-    def set_trainable(self, llm: bool) -> None:
-        """What trains: the connector always, the LLM when `llm` (fine-tuning; pre-training keeps it
-        frozen), the CLIP tower never."""
+    def set_trainable(self, parts: Sequence[str]) -> None:
+        """What trains: the named parts ("connector", "llm", "vision"; a stage's `trains`); the rest is frozen."""
         self.requires_grad_(False)
-        self.connector.requires_grad_(True)
-        self.llm.requires_grad_(llm)
+        for part in parts:
+            getattr(self, part).requires_grad_(True)
 
     # --- inputs ------------------------------------------------------------------------------------
     def prompt(self, question: str, with_image: bool = True) -> str:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import types
 import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from vlora.errors import ConfigError
+from vlora.schema import from_data
 
 T = TypeVar("T")
 Path = tuple[str, ...]
@@ -26,7 +26,7 @@ Path = tuple[str, ...]
 def apply_overrides(target: T, overrides: Iterable[str] | Mapping[str, Any], source: str = "--set") -> T:
     """`target` with fields changed by dotted keys: strings `KEY=VALUE` (as `--set` gives them) or a
     mapping of keys to values (as sweep files give them). Text values are read as YAML scalars and
-    checked against the field's type; the result is validated as any configuration is. Unknown or
+    checked against the field's type (vlora.schema, the typed path every data file takes); the result is validated as any configuration is. Unknown or
     ambiguous keys and ill-typed values are one-line ConfigErrors naming the key."""
     paths = leaf_paths(target)
     changes: dict[Path, dict[str, Any]] = {}
@@ -34,25 +34,37 @@ def apply_overrides(target: T, overrides: Iterable[str] | Mapping[str, Any], sou
         path = _resolve(target, paths, key, source)
         parent = _get(target, path[:-1])
         hint = typing.get_type_hints(type(parent))[path[-1]]
-        changes.setdefault(path[:-1], {})[path[-1]] = _typed(value, hint, f"{source} {'.'.join(path)}")
+        changes.setdefault(path[:-1], {})[path[-1]] = from_data(hint, value, f"{source} {'.'.join(path)}")
     return _rebuild(target, (), changes) if changes else target
 
 
 def leaf_paths(target: Any, prefix: Path = ()) -> list[Path]:
-    """The dotted paths of every settable field (fields that are dataclasses are descended into)."""
+    """The dotted paths of every settable field (fields that are dataclasses, or mappings of named
+    dataclasses such as a plan's stages, are descended into)."""
     paths = []
-    for f in dataclasses.fields(target):
-        value = getattr(target, f.name)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            paths += leaf_paths(value, (*prefix, f.name))
+    for name, value in _children(target):
+        if _is_node(value):
+            paths += leaf_paths(value, (*prefix, name))
         else:
-            paths.append((*prefix, f.name))
+            paths.append((*prefix, name))
     return paths
+
+
+def _is_node(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return bool(value) and all(dataclasses.is_dataclass(v) and not isinstance(v, type) for v in value.values())
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def _children(target: Any) -> list[tuple[str, Any]]:
+    if isinstance(target, Mapping):
+        return [(str(k), v) for k, v in target.items()]
+    return [(f.name, getattr(target, f.name)) for f in dataclasses.fields(target)]
 
 
 def _get(target: Any, path: Path) -> Any:
     for name in path:
-        target = getattr(target, name)
+        target = target[name] if isinstance(target, Mapping) else getattr(target, name)
     return target
 
 
@@ -101,42 +113,14 @@ def _resolve(target: Any, paths: list[Path], key: str, source: str) -> Path:
 def _rebuild(target: Any, path: Path, changes: dict[Path, dict[str, Any]]) -> Any:
     """`target` with the changes at and below `path` applied, each level validated by its dataclass."""
     fields = {}
-    for f in dataclasses.fields(target):
-        below = (*path, f.name)
+    for name, value in _children(target):
+        below = (*path, name)
         if any(p[:len(below)] == below for p in changes):
-            fields[f.name] = _rebuild(getattr(target, f.name), below, changes)
+            fields[name] = _rebuild(value, below, changes)
     fields.update(changes.get(path, {}))
+    if isinstance(target, Mapping):
+        return {**target, **fields}
     try:
         return dataclasses.replace(target, **fields)
     except (TypeError, ZeroDivisionError) as e:
         raise ConfigError(f"bad value for {'.'.join(path) or type(target).__name__}: {e}") from None
-
-
-def _typed(value: Any, hint: Any, where: str) -> Any:
-    """`value` as the field's type (ints stay exact, tuples from lists), or a ConfigError naming `where`."""
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (hint,) = [a for a in args if a is not type(None)]
-    if typing.get_origin(hint) is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} expects a list, e.g. [3, 7], got {value!r}")
-        item = typing.get_args(hint)[0]
-        return tuple(_typed(v, item, where) for v in value)
-    if hint is bool and isinstance(value, bool):
-        return value
-    if hint is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)  # YAML reads 1e-5 as text
-            except ValueError:
-                pass
-    if hint is str and isinstance(value, str):
-        return value
-    name = getattr(hint, "__name__", str(hint))
-    raise ConfigError(f"{where} expects {name}, got {value!r}")

@@ -4,6 +4,7 @@ connector under `model.mm_projector.`, CLIP in a separate folder, keys the loade
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 from vlora.checkpoints.assemble import fill, raise_problems, shape_problems
 from vlora.checkpoints.files import iter_tensors, read_json, tensor_shapes, weight_files
 from vlora.config import LLMConfig, ModelConfig, Space, VisionConfig
+from vlora.connector_kinds import connector_kind
 from vlora.errors import CheckpointError, ConfigError
 
 PROJECTOR = "model.mm_projector."
@@ -138,14 +140,13 @@ def dims(config: ModelConfig, vision_source: str | None) -> dict[str, dict]:
     llm, c = config.llm, config.connector
     out = {"llm": {"hidden": llm.hidden_size, "layers": llm.num_layers, "heads": llm.num_heads,
                    "kv_heads": llm.num_kv_heads, "intermediate": llm.intermediate_size, "vocab": llm.vocab_size}}
+    section = {"vlora": "generator", "llava": "projector", "llava-qformer": "qformer"}.get(config.kind, config.kind)
+    out[section] = {"type": connector_kind(config.kind).display_name, **dataclasses.asdict(c),
+                    "visual tokens": config.visual_tokens}
     if config.space is Space.PARAMETER:
-        out["generator"] = {"types": c.types, "rank": c.rank, "alpha": c.alpha, "blocks (N)": c.blocks,
-                            "hidden (h_p)": c.hidden, "heads": c.heads, "queries (k)": config.k,
-                            "layers": list(config.receiving_layers), "shared": c.shared}
-    elif config.kind == "llava-qformer":
-        out["qformer"] = {"queries": c.queries, "blocks": c.blocks, "hidden": c.hidden, "heads": c.heads}
-    else:
-        out["projector"] = {"type": "mlp2x_gelu", "in": config.vision.hidden_size, "out": llm.hidden_size}
+        out[section] |= {"blocks (N)": c.blocks, "hidden (h_p)": c.hidden, "queries (k)": config.k,
+                         "layers": list(config.receiving_layers)}
+        del out[section]["hidden"], out[section]["blocks"]
     out["vision"] = {"weights": vision_source or "not found", "image": config.vision.image_size,
                      "patch": config.vision.patch_size, "width": config.vision.hidden_size,
                      "patches (c)": config.vision.num_patches, "visual tokens": config.visual_tokens}

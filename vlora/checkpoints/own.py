@@ -64,14 +64,14 @@ def load(folder: Path, vision_tower: str | Path | None = None, dtype: torch.dtyp
 
 def describe(folder: Path, vision_tower: str | Path | None = None) -> CheckpointReport:
     from vlora.checkpoints.llava_style import dims
+    from vlora.connector_kinds import connector_kind
     from vlora.model import MultimodalLM
 
     _, config = _manifest(folder)
     shapes = {k: s for f in weight_files(folder) for k, (s, _) in tensor_shapes(f).items()}
     skeleton = MultimodalLM.from_config(config, tokenizer=object())
     problems = shape_problems(shapes, {k: tuple(v.shape) for k, v in skeleton.state_dict().items()})
-    names = {"vlora": "VLoRA", "llava": "LLaVA-v1.5", "llava-qformer": "LLaVA-v1.5-QFormer"}
     return CheckpointReport(path=str(folder), kind=NAME,
-                            summary=f"vlora-eval checkpoint of a {names[config.kind]} model (safetensors + {MANIFEST})",
+                            summary=f"vlora-eval checkpoint of a {connector_kind(config.kind).display_name} model (safetensors + {MANIFEST})",
                             dims=dims(config, "in the checkpoint"), parameters=count_by_part(shapes, lambda k: k.split(".")[0]),
                             problems=problems)

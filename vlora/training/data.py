@@ -2,11 +2,12 @@
 
 A record is {"id", "image" (path under the image folder; absent for text-only samples),
 "conversations": [{"from": "human" | "gpt", "value": ...}, ...]}, alternating human / gpt turns,
-the `<image>` placeholder in the first human turn. Two templates, as the release trained:
-  pretrain  (`--version plain`): `<image>` + caption + "\n" -> [BOS, -200, caption..., \n];
+the `<image>` placeholder in the first human turn. A stage's record names its template (TEMPLATES),
+as the release trained:
+  plain     (`--version plain`, pretrain): `<image>` + caption + "\n" -> [BOS, -200, caption..., \n];
             BOS and the placeholder are ignored, caption + "\n" is learned.
-  finetune  (`--version v1`): the Vicuna-v1 dialogue; `<image>\n` moved to the front of the first
-            turn (as LLaVA does); only each answer + `</s>` is learned.
+  dialogue  (`--version v1`, finetune): the Vicuna-v1 dialogue; `<image>\n` moved to the front of the
+            first turn (as LLaVA does); only each answer + `</s>` is learned.
 Records are checked up front (one-line errors naming the file and the record), tokenised once with
 `Dataset.map` into an Arrow file keyed by the data file's bytes, the tokenizer, the template, the
 stage and the length limit, and reused while none of them changes. Images are decoded per batch.
@@ -47,7 +48,7 @@ def read_records(data_file: str | Path, image_dir: str | Path, stage: str) -> di
     with the placeholder moved to the front of the first question). Any malformed record is an
     InputError naming the file and the record."""
     data_file, image_dir = Path(data_file), Path(image_dir)
-    records = _read_json(data_file)
+    records = read_json_records(data_file)
     columns: dict[str, list] = {"id": [], "image": [], "turns": []}
     for index, record in enumerate(records):
         rid = record.get("id", index) if isinstance(record, dict) else index
@@ -58,7 +59,7 @@ def read_records(data_file: str | Path, image_dir: str | Path, stage: str) -> di
     return columns
 
 
-def _read_json(data_file: Path) -> list:
+def read_json_records(data_file: Path) -> list:
     try:
         records = json.loads(data_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -92,8 +93,8 @@ def _check_record(record: Any, index: int, rid: Any, data_file: Path, image_dir:
                        "(turns alternate human, gpt, starting with human)")
     if len(conversations) % 2:
         raise fail("ends with a human turn that has no gpt answer")
-    if stage == "pretrain" and len(conversations) != 2:
-        raise fail(f"a pre-training record is one human / gpt pair (a caption), got {len(conversations)} turns")
+    if template_of(stage) == "plain" and len(conversations) != 2:
+        raise fail(f"a {stage} record is one human / gpt pair (a caption), got {len(conversations)} turns")
 
     image = record.get("image")
     if image is not None:
@@ -117,12 +118,27 @@ def _check_record(record: Any, index: int, rid: Any, data_file: Path, image_dir:
 def tokenize_sample(turns: Sequence[Sequence[str]], has_image: bool, stage: str, tokenizer,
                     template: ConversationTemplate = VICUNA_V1) -> tuple[list[int], list[int]]:
     """(input ids, labels) of one sample; labels are IGNORE_INDEX where nothing is learned."""
-    if stage == "pretrain":  # plain: the human turn's text is dropped, the placeholder kept
-        (_, caption), = turns
-        pieces = [(IMAGE_PLACEHOLDER if has_image else "", caption + "\n")]
-    else:
-        pieces = template.dialogue([(q, a) for q, a in turns])
-    return tokenize_for_training(pieces, tokenizer)
+    return tokenize_for_training(TEMPLATES[template_of(stage)](turns, has_image, template), tokenizer)
+
+
+def _plain(turns: Sequence[Sequence[str]], has_image: bool, template: ConversationTemplate) -> list[tuple[str, str]]:
+    """The human turn's text is dropped, the placeholder kept: `<image>` + caption + newline."""
+    (_, caption), = turns
+    return [(IMAGE_PLACEHOLDER if has_image else "", caption + "\n")]
+
+
+def _dialogue(turns: Sequence[Sequence[str]], has_image: bool, template: ConversationTemplate) -> list[tuple[str, str]]:
+    return template.dialogue([(q, a) for q, a in turns])
+
+
+# how a stage's samples become (prompt, answer) pieces, by the template its record names
+TEMPLATES: dict[str, Callable] = {"plain": _plain, "dialogue": _dialogue}
+
+
+def template_of(stage: str) -> str:
+    from vlora.training.stages import stage_record
+
+    return stage_record(stage).template
 
 
 def truncate(ids: list[int], labels: list[int], max_length: int, positions_per_image: int

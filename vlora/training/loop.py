@@ -125,7 +125,9 @@ def activation_checkpointing(llm: nn.Module, enabled: bool) -> Iterator[None]:
             llm.gradient_checkpointing_disable()
 
 
-def _accelerator(recipe: TrainingRecipe, cpu: bool):
+def _accelerator(recipe: TrainingRecipe, device: torch.device):
+    """accelerate on `device` (the placement's, resolved at the edge): a GPU index is made the current
+    device first, and an accelerate state that chose another device is refused, not followed."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, is_initialized
     from accelerate.utils import GradientAccumulationPlugin
@@ -134,10 +136,17 @@ def _accelerator(recipe: TrainingRecipe, cpu: bool):
     if is_initialized() and AcceleratorState().mixed_precision != precision:
         raise ConfigError(f"this process already trained with mixed precision {AcceleratorState().mixed_precision!r}; "
                           f"accelerate keeps one setting per process, so dtype {recipe.dtype} needs a new process")
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
     # the loop counts micro-batches itself (whole steps per epoch), and steps the scheduler per optimizer step
     plugin = GradientAccumulationPlugin(num_steps=recipe.gradient_accumulation_steps, sync_with_dataloader=False)
-    return Accelerator(gradient_accumulation_plugin=plugin, mixed_precision=precision,
-                       step_scheduler_with_optimizer=False, cpu=cpu)
+    accelerator = Accelerator(gradient_accumulation_plugin=plugin, mixed_precision=precision,
+                              step_scheduler_with_optimizer=False, cpu=device.type == "cpu")
+    placed = accelerator.device
+    if placed.type != device.type or (device.index is not None and (placed.index or 0) != device.index):
+        raise ConfigError(f"accelerate placed this process on {placed}, not on {device} as asked (a process keeps "
+                          "the device of its first training; start a new one)")
+    return accelerator
 
 
 # --- one optimizer step ---------------------------------------------------------------------------
@@ -198,14 +207,14 @@ class _Progress:
 # --- the run --------------------------------------------------------------------------------------
 def train(model, recipe: TrainingRecipe, data_file: str | Path, image_dir: str | Path, out_dir: str | Path, *,
           progress: bool = True, resume: bool = True, cache_dir: str | Path | None = None,
-          cpu: bool = False) -> TrainResult:
+          device: torch.device | str = "cpu") -> TrainResult:
     """Train `model` (a MultimodalLM, in place) for one stage; return what the run did.
 
     out_dir receives train_log.jsonl, checkpoints/step-N (every `recipe.save_every` steps), cache/
     (the tokenised data, unless `cache_dir` is given) and model/ (the trained model, own layout).
     With `resume`, the newest checkpoint of out_dir is continued exactly; without, an out_dir that
-    holds checkpoints is refused. `cpu` keeps accelerate on the CPU when a GPU is present (otherwise
-    it places the model on this process's device). The caller's global RNG is left as it was; on
+    holds checkpoints is refused. `device` is where it trains (the placement's; under torchrun each
+    process's own GPU). The caller's global RNG is left as it was; on
     return the model is in eval mode with activation checkpointing off.
     """
     from transformers import get_cosine_schedule_with_warmup
@@ -218,7 +227,7 @@ def train(model, recipe: TrainingRecipe, data_file: str | Path, image_dir: str |
                           f"set max_length to at most {positions}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    accelerator = _accelerator(recipe, cpu)
+    accelerator = _accelerator(recipe, torch.device(device))
     ga, main = recipe.gradient_accumulation_steps, accelerator.is_main_process
     with accelerator.main_process_first():
         data = load_training_data(
@@ -240,7 +249,7 @@ def train(model, recipe: TrainingRecipe, data_file: str | Path, image_dir: str |
     if start is not None:
         check_resumable(start, expected)
 
-    model.set_trainable(llm=recipe.train_llm)
+    model.set_trainable(recipe.trains)
     optimizer = torch.optim.AdamW(parameter_groups(model, recipe.weight_decay), lr=recipe.learning_rate)
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(recipe.warmup_ratio * total), total)
     loader = DataLoader(data.dataset, batch_sampler=sampler, collate_fn=ImageBatchCollator(model.collate, data),

@@ -1,5 +1,5 @@
-"""What every `vlora-eval` command shares: the typer app, option types, one-line errors and exit codes,
-the placement resolved at the edge, and the note / warning lines."""
+"""What every `vlora-eval` command shares: option types, one-line errors and exit codes, the placement
+resolved at the edge, and the note / warning lines."""
 
 from __future__ import annotations
 
@@ -11,14 +11,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-import cli_views as views
 from evalsuite.extraction import DEFAULT_RULES, Rules
 from vlora.config import ExecutionMode
+from vlora_eval.cli import views
 
-app = typer.Typer(help="Evaluate and cost multimodal LLMs that see through their weights (VLoRA).\n\n"
-                  "Exit codes: 0 done; 1 `inspect` found no readable checkpoint; 2 bad input (one line says "
-                  "what); 130 interrupted (run the same command again to resume).",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 console = views.console
 PAPER_RULES = Rules(DEFAULT_RULES)  # VLMEvalKit's extraction rules of the paper's era
 

@@ -1,7 +1,8 @@
 """The embedded default: the mini-suite and tiny trained models, prepared once per machine and cached.
 
-    embedded.yaml --> mini-suite (evalsuite.mini) --> a tokenizer learned from its training texts
-                  --> per model name: a TrainingPlan (preset + overrides, the two stages) --> train()
+    embedded.yaml --> mini-suite (evalsuite.mini)
+                  --> per model name: a TrainingPlan (its kind's tiny preset + overrides, the stages)
+                  --> workflows/train.py's train_plan (a tokenizer learned from the mini-suite's texts)
 
 Everything lives under `cache_root()` (the user cache directory, e.g. ~/.cache/vlora-eval/embedded),
 in folders named by a fingerprint of what made them, so a changed recipe is a new folder. A process
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -22,21 +24,42 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from vlora.errors import ConfigError
+from vlora.placement import Placement
+from vlora.schema import to_data
 
 MODELS_FILE = "embedded.yaml"
 DONE = "embedded.json"  # written last in a prepared model folder: what made it
 
 
-@cache
-def recipe() -> dict[str, Any]:
-    """embedded.yaml, checked: the mini-suite, tokenizer, models and stages."""
-    import yaml
+@dataclass(frozen=True)
+class MiniSuiteSettings:
+    seed: int
+    scale: int
 
-    data = yaml.safe_load(resources.files("workflows").joinpath(MODELS_FILE).read_text(encoding="utf-8"))
-    missing = [k for k in ("version", "mini_suite", "tokenizer", "models", "stages") if k not in data]
-    if missing:
-        raise ConfigError(f"workflows/{MODELS_FILE}: missing {missing}")
-    return data
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    set: dict[str, Any] = field(default_factory=dict)  # dotted overrides of the kind's tiny preset
+
+
+@dataclass(frozen=True)
+class EmbeddedRecipe:
+    """embedded.yaml: the mini-suite, per model name its overrides (every connector kind has an embedded
+    model: its tiny preset), and the stages with their recipe changes, in order."""
+
+    version: int
+    mini_suite: MiniSuiteSettings
+    stages: dict[str, dict[str, Any]]
+    models: dict[str, EmbeddedModel] = field(default_factory=dict)
+
+
+@cache
+def recipe() -> EmbeddedRecipe:
+    """embedded.yaml, read strictly (unknown or ill-typed keys are refused, naming the key)."""
+    from vlora.schema import read_yaml
+
+    return read_yaml(resources.files("vlora_eval.workflows").joinpath(MODELS_FILE), EmbeddedRecipe,
+                     f"vlora_eval/workflows/{MODELS_FILE}")
 
 
 def cache_root() -> Path:
@@ -50,24 +73,41 @@ def fingerprint(*parts: Any) -> str:
 
 
 def names() -> list[str]:
-    """The model names that have an embedded tiny model."""
-    return list(recipe()["models"])
+    """The model names that have an embedded tiny model: each connector kind's full-size name."""
+    from vlora.connector_kinds import KINDS
+
+    return [kind.model_name for kind in KINDS.values()]
 
 
 def plan(name: str):
-    """The TrainingPlan of the embedded model `name`: its preset with the file's overrides, and the
-    release's recipe of each stage with the file's changes (all through the one override path)."""
+    """The TrainingPlan of the embedded model `name`: its kind's tiny preset with the file's overrides, and
+    each stage's recipe with the file's changes (all through the one override path)."""
+    from evalsuite.registry import model_spec
     from vlora.overrides import apply_overrides
     from vlora.presets import preset
     from vlora.training import TrainingPlan, official_recipe
 
-    models = recipe()["models"]
-    if name not in models:
-        raise ConfigError(f"no embedded model for {name!r}; embedded: {', '.join(models)}")
-    entry = models[name]
-    config = apply_overrides(preset(entry["preset"]), entry.get("set", {}), source=f"{MODELS_FILE} {name}")
-    stages = {stage: official_recipe(stage, **changes) for stage, changes in recipe()["stages"].items()}
-    return TrainingPlan(model=config, **stages)
+    current = recipe()
+    unknown = sorted(set(current.models) - set(names()))
+    if unknown:
+        raise ConfigError(f"vlora_eval/workflows/{MODELS_FILE}: models.{unknown[0]} is not a model name "
+                          f"({', '.join(names())})")
+    if name not in names():
+        raise ConfigError(f"no embedded model for {name!r}; embedded: {', '.join(names())}")
+    entry = current.models.get(name, EmbeddedModel())
+    config = apply_overrides(preset(f"{model_spec(name).kind}-tiny"), entry.set, source=f"{MODELS_FILE} models.{name}")
+    stages = {stage: official_recipe(stage, **_changes(stage, changes)) for stage, changes in current.stages.items()}
+    return TrainingPlan(model=config, stages=stages)
+
+
+def _changes(stage: str, changes: dict[str, Any]) -> dict[str, Any]:
+    from vlora.training import stage_record
+
+    try:
+        stage_record(stage)
+    except ConfigError as e:
+        raise ConfigError(f"vlora_eval/workflows/{MODELS_FILE}: stages.{stage}: {e}") from None
+    return changes
 
 
 @cache
@@ -100,70 +140,20 @@ def mini_suite(say: Callable[[str], None] = print) -> Path:
     """The embedded mini-suite's folder (written once)."""
     from evalsuite.mini import MARKER, write_mini_suite
 
-    settings = recipe()["mini_suite"]
-    folder = cache_root() / f"mini-suite-{fingerprint(settings)}"
+    settings = recipe().mini_suite
+    folder = cache_root() / f"mini-suite-{fingerprint(to_data(settings))}"
     if not (folder / MARKER).is_file():
         with _Turn(say):
             if not (folder / MARKER).is_file():
-                say(f"writing the embedded mini-suite (seed {settings['seed']}, scale {settings['scale']}) to {folder}")
+                say(f"writing the embedded mini-suite (seed {settings.seed}, scale {settings.scale}) to {folder}")
                 # the folder is the cache's own: an interrupted write is replaced whole
-                write_mini_suite(folder, seed=settings["seed"], scale=settings["scale"], force=True)
+                write_mini_suite(folder, seed=settings.seed, scale=settings.scale, force=True)
     return folder
-
-
-def training_texts(train_dir: Path) -> list[str]:
-    """What the tokenizer learns from: the template's system prompt and every turn of the training data
-    (train_dir's pretrain.json and finetune.json)."""
-    from vlora.prompting import IMAGE_PLACEHOLDER, VICUNA_V1
-
-    texts = [VICUNA_V1.system, "USER: ASSISTANT:"]
-    for name in ("pretrain", "finetune"):
-        for record in json.loads((train_dir / f"{name}.json").read_text(encoding="utf-8")):
-            texts += [turn["value"].replace(IMAGE_PLACEHOLDER, "") for turn in record["conversations"]]
-    return texts
-
-
-def tokenizer(train_dir: Path, say: Callable[[str], None] = print):
-    """The tokenizer learned from the training texts in `train_dir` (the mini-suite's, or a sweep's own
-    data), saved once under the cache in a folder named by the texts' content."""
-    from vlora.tokenizer import load_tokenizer, train_tiny_tokenizer
-
-    size = recipe()["tokenizer"]["vocab_size"]
-    content = [hashlib.sha256((train_dir / f"{name}.json").read_bytes()).hexdigest() for name in ("pretrain", "finetune")]
-    folder = cache_root() / f"tokenizer-{fingerprint(size, content)}"
-    if not (folder / "tokenizer_config.json").is_file():
-        with _Turn(say):
-            train_tiny_tokenizer(training_texts(train_dir), size).save_pretrained(folder)
-    return load_tokenizer(folder)
-
-
-def train_plan(plan, train_dir: Path, folder: Path, *, label: str, cpu: bool, progress: bool,
-               say: Callable[[str], None] = print) -> Path:
-    """Train the stages of `plan` on train_dir's <stage>.json under folder/<stage>/, from a model built
-    with the tokenizer learned from that data; a finished stage is reloaded, an unfinished one resumes
-    from its checkpoint. Returns the last stage's model folder."""
-    from vlora.checkpoints import load_model
-    from vlora.model import build_model
-    from vlora.training import train
-
-    model = None
-    for stage in plan.stages():
-        done = folder / stage.stage / "model"
-        if (done / "vlora_eval.json").is_file():  # a finished stage of an interrupted run
-            model = load_model(done)
-            continue
-        if model is None:
-            model = build_model(plan.model, tokenizer=tokenizer(train_dir, say), seed=stage.seed)
-        say(f"training {label}: stage {stage.stage}, {stage.max_steps} steps")
-        train(model, stage, train_dir / f"{stage.stage}.json", train_dir, folder / stage.stage,
-              progress=progress, resume=True, cpu=cpu)
-    return folder / plan.stages()[-1].stage / "model"
 
 
 def model_folder(name: str) -> Path:
     current = plan(name)
-    made_of = {"version": recipe()["version"], "mini_suite": recipe()["mini_suite"], "tokenizer": recipe()["tokenizer"],
-               "model": current.model.to_dict(), "stages": [r.to_dict() for r in current.stages()]}
+    made_of = {"version": recipe().version, "mini_suite": to_data(recipe().mini_suite), **current.to_dict()}
     return cache_root() / f"{name}-{fingerprint(made_of)}"
 
 
@@ -171,21 +161,26 @@ def is_prepared(name: str) -> bool:
     return (model_folder(name) / DONE).is_file()
 
 
-def trained_model(name: str, *, cpu: bool = True, progress: bool = True, say: Callable[[str], None] = print) -> Path:
+def trained_model(name: str, *, placement: Placement, progress: bool = True,
+                  say: Callable[[str], None] = print) -> Path:
     """The embedded tiny model `name`, trained on the mini-suite if it is not cached yet: the folder of
     the finished model in the project's own layout."""
+    from vlora_eval.workflows.train import TrainingSet, train_plan
+
     folder = model_folder(name)
     current = plan(name)
-    final = folder / current.stages()[-1].stage / "model"
+    final = folder / current.recipes()[-1].stage / "model"
     if (folder / DONE).is_file():
         return final
     suite = mini_suite(say)
     with _Turn(say):
         if not (folder / DONE).is_file():
-            train_plan(current, suite / "train", folder, label=f"the embedded {name}", cpu=cpu, progress=progress,
-                       say=say)
-            (folder / DONE).write_text(json.dumps({"model": name, "plan": {"model": current.model.to_dict(), "stages": [
-                r.to_dict() for r in current.stages()]}, "mini_suite": str(suite)}, indent=2))
+            data = TrainingSet.folder(suite / "train", list(current.stages))
+            _, tokenizer = train_plan(current, data, folder, placement=placement, label=f"the embedded {name}",
+                                      progress=progress, say=say)
+            (folder / DONE).write_text(json.dumps({"model": name, "plan": current.to_dict(), "tokenizer": tokenizer,
+                                                   "mini_suite": str(suite), "placement": placement.describe()},
+                                                  indent=2))
     return final
 
 
@@ -214,7 +209,7 @@ def benchmark_tsv(spec, data_dir: Path | None, data: Path | None, say: Callable[
     return mini_suite(say) / f"{spec.mini}.tsv", True
 
 
-def checkpoint_for(name: str, checkpoint: Path | None, *, cpu: bool, progress: bool,
+def checkpoint_for(name: str, checkpoint: Path | None, *, placement: Placement, progress: bool,
                    say: Callable[[str], None] = print) -> tuple[Path | None, bool]:
     """The checkpoint to load for model `name` and whether it is the embedded tiny model: the user's
     --checkpoint, else (for the names that need one) the embedded model, trained once if not cached."""
@@ -225,4 +220,4 @@ def checkpoint_for(name: str, checkpoint: Path | None, *, cpu: bool, progress: b
     if not is_prepared(name):
         say(f"no --checkpoint for {name}: training the embedded tiny {name} on the embedded mini-suite (once, a few "
             f"minutes on a CPU; cached in {cache_root()})")
-    return trained_model(name, cpu=cpu, progress=progress, say=say), True
+    return trained_model(name, placement=placement, progress=progress, say=say), True

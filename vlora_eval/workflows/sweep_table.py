@@ -17,23 +17,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from workflows.sweeps import Sweep, chance_levels
+from vlora.paper import paper_table, paper_tables
+from vlora_eval.workflows.sweeps import Sweep, chance_levels
 
 Z = 1.96
 
 
-def paper_table(key: str) -> tuple[list[str], dict[str, list[float]]]:
-    """(benchmark columns, {row name: scores}) of one of the paper's tables (results/paper/tables.yaml)."""
-    import yaml
-
-    path = Path(__file__).resolve().parent.parent / "results" / "paper" / "tables.yaml"
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return data["columns"], {str(name): row["scores"] for name, row in data[key]["rows"].items()}
-
-
 def summary(sweep: Sweep, records: list[dict]) -> pd.DataFrame:
     """One row per (variant, benchmark): mean, seed spread, standard error, runs, GFLOPs, paper score."""
-    columns, paper = paper_table(sweep.paper)
+    columns = list(paper_tables().columns)
+    paper = {name: row.scores for name, row in paper_table(sweep.paper).rows.items()}
     rows = []
     for variant in sweep.variants:
         runs = [r for r in records if r["variant"] == variant]
@@ -84,7 +77,7 @@ def _mark_noise(table: pd.DataFrame, reference: str) -> pd.DataFrame:
 
 def markdown(sweep: Sweep, table: pd.DataFrame, command: str, chance: dict[str, dict[str, float]]) -> str:
     lines = [f"# {sweep.title} — ours (mini-suite scale) beside the paper's", "",
-             f"Regenerate: `{command}` (config: `{sweep.path}`; every number comes from the runs' manifests under "
+             f"Regenerate: `{command}` (config: `{sweep.source}`; every number comes from the runs' manifests under "
              f"`runs/<variant>/seed-<s>/eval/`).", "",
              f"Ours: mean over {int(table['seeds'].max()) if not table.empty else 0} seeds ± standard error (seeds' "
              "spread and the bootstrap 95% interval over questions combined); **bold** = the difference from the "
@@ -111,15 +104,13 @@ def markdown(sweep: Sweep, table: pd.DataFrame, command: str, chance: dict[str, 
 def plots(sweep: Sweep, table: pd.DataFrame, out: Path, chance: dict[str, dict[str, float]]) -> list[Path]:
     """One plot per benchmark: ours (mean ± 1.96 SE) against the swept parameter, chance, the paper's on a
     twin axis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend chosen, no global figure state
 
     written = []
     for bench in dict.fromkeys(table["benchmark"]):
         rows = table[table["benchmark"] == bench]
-        fig, ax = plt.subplots(figsize=(5, 3.4))
+        fig = Figure(figsize=(5, 3.4))
+        ax = fig.subplots()
         x = range(len(rows))
         ax.errorbar(x, rows["mean"], yerr=Z * rows["stderr"], fmt="o-", capsize=3, label="ours (mini-suite)")
         ax.axhline(chance[bench][rows["metric"].iloc[0]], color="grey", ls=":", lw=1, label="chance")
@@ -134,7 +125,6 @@ def plots(sweep: Sweep, table: pd.DataFrame, out: Path, chance: dict[str, dict[s
         fig.tight_layout()
         path = out / f"{bench}.png"
         fig.savefig(path, dpi=100)
-        plt.close(fig)
         written.append(path)
     return written
 

@@ -1,22 +1,21 @@
-"""`vlora-eval train`, `export`, `sweep` and `report`: the commands over workflows/ (training, sweeps and
-the report). Registered on the app of cli_common; `cli` imports this module."""
+"""The commands over vlora_eval/workflows/: train, export, sweep and report. Registered on the app in
+vlora_eval/cli/__init__.py."""
 
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-import cli_views as views
-from cli_common import (
+from vlora_eval.cli import views
+from vlora_eval.cli.common import (
     Device,
     DType,
+    Dtype,
     Sets,
     Threads,
-    app,
     check_folder_option,
     console,
     resolve_placement,
@@ -25,17 +24,12 @@ from cli_common import (
 )
 
 
-class Stage(str, Enum):
-    PRETRAIN = "pretrain"
-    FINETUNE = "finetune"
-
-
-@app.command()
 @user_errors
 def train(
     model: Annotated[str, typer.Option(help="Model name (see `vlora-eval models`).")],
-    stage: Annotated[Stage, typer.Option(help="pretrain: captions, the connector learns (LLM and CLIP frozen); "
-                                         "finetune: instructions, connector + LLM learn.")],
+    stage: Annotated[str, typer.Option(help="A training stage (vlora/training/stages.py): pretrain (captions; the "
+                                       "connector learns, LLM and CLIP frozen) or finetune (instructions; connector "
+                                       "+ LLM learn).")],
     data: Annotated[Path, typer.Option(help="LLaVA-format JSON: [{id, image, conversations}, ...].")],
     images: Annotated[Path, typer.Option(help="The folder that the records' image paths are relative to.")],
     out: Annotated[Path, typer.Option(help="Output folder: train_log.jsonl, checkpoints/, model/.")],
@@ -49,24 +43,23 @@ def train(
     """Train one stage of the paper's recipe (the release's hyper-parameters; change any with --set,
     e.g. --set learning_rate=1e-4 --set max_steps=200 --set connector.rank=16). Several GPUs or
     machines: start it with `accelerate launch` (DDP, FSDP or DeepSpeed as accelerate is configured)."""
-    from workflows.train import train_stage
+    from vlora_eval.workflows.train import train_stage
 
     check_folder_option(out, "--out")
     placement = resolve_placement(device, DType.FLOAT32, threads)
-    result = train_stage(model, Stage(stage).value, data, images, out, init=init, overrides=set_ or (),
-                         placement=placement, progress=not as_json, resume=resume)
-    summary = {"model": model, "stage": Stage(stage).value, "steps": result.steps, "resumed_from": result.resumed_from,
+    result, tokenizer = train_stage(model, stage, data, images, out, init=init, overrides=set_ or (),
+                                    placement=placement, progress=not as_json, resume=resume, say=say)
+    summary = {"model": model, "stage": stage, "steps": result.steps, "resumed_from": result.resumed_from,
                "final_loss": result.final_loss, "seconds": round(result.seconds, 2),
                "samples_per_second": round(result.samples_per_second, 2),
                "tokens_per_second": round(result.tokens_per_second, 1), "model_dir": str(result.model_dir),
-               "log": str(result.log_file)}
+               "log": str(result.log_file), "tokenizer": tokenizer, "placement": placement.describe()}
     if as_json:
         print(json.dumps(summary, indent=2))
         return
     views.train_report(summary)
 
 
-@app.command()
 @user_errors
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="A VLoRA checkpoint (e.g. the model/ folder `train` wrote).")],
@@ -82,15 +75,16 @@ def export(
     console.print(f"wrote the official VLoRA layout to [bold]{folder}[/]; inspect it with vlora-eval inspect {folder}")
 
 
-@app.command()
 @user_errors
 def sweep(
-    config: Annotated[Path, typer.Argument(help="A sweep config (configs/main.yaml, types, rank, blocks).")],
+    config: Annotated[str, typer.Argument(help="A shipped sweep (main, types, rank, blocks: the paper's Tables 2-5) "
+                                           "or a sweep config file.")],
     set_: Sets = None,
     shard: Annotated[str | None, typer.Option(help="i/n: this process's share of the jobs (default: RANK/WORLD_SIZE "
                                               "under torchrun or accelerate launch, else all).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: results/sweeps/<name>).")] = None,
     device: Device = "auto",
+    dtype: Dtype = DType.AUTO,
     threads: Threads = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
@@ -98,15 +92,15 @@ def sweep(
     rest), then write the table beside the paper's (CSV + markdown), FLOPs per variant and one plot per
     benchmark. Bad configs are refused before any training."""
     from evalsuite.runner import parse_shard
-    from workflows import sweep_table
-    from workflows.sweeps import load_sweep, run_sweep
+    from vlora_eval.workflows import sweep_table
+    from vlora_eval.workflows.sweeps import load_sweep, run_sweep
 
     plan = load_sweep(config, set_ or ())
-    placement = resolve_placement(device, DType.FLOAT32, threads)
+    placement = resolve_placement(device, dtype, threads)
     out = out or Path("results") / "sweeps" / plan.name
     check_folder_option(out, "--out")
-    records = run_sweep(plan, out, shard=parse_shard(shard) if shard else placement.process.shard,
-                        cpu=placement.device.type == "cpu", progress=not as_json, say=say)
+    records = run_sweep(plan, out, placement=placement, shard=parse_shard(shard) if shard else placement.process.shard,
+                        progress=not as_json, say=say)
     written = {}
     if len(records) == len(plan.jobs):
         command = f"vlora-eval sweep {config}" + "".join(f" --set {s}" for s in set_ or ())
@@ -121,7 +115,6 @@ def sweep(
         console.print(f"table and plots in [bold]{out}[/]")
 
 
-@app.command()
 @user_errors
 def report(
     results: Annotated[Path, typer.Option(help="The results folder to assemble.")] = Path("results"),
@@ -129,7 +122,7 @@ def report(
 ) -> None:
     """One markdown report of results/: Table 1 (GFLOPs; our scores where runs exist), Tables 2-5 ours
     beside the paper's, Figure 4; every number linked to the manifest or command that produced it."""
-    from workflows.report import build_report
+    from vlora_eval.workflows.report import build_report
 
     if not results.is_dir():
         from vlora.errors import InputError

@@ -1,6 +1,6 @@
 """`vlora-eval report`: results/ assembled into one markdown report, every number traced to its source.
 
-    Table 1   the paper's rows and GFLOPs (results/paper/tables.yaml) beside the FLOPs formula
+    Table 1   the paper's rows and GFLOPs (vlora/paper.yaml) beside the FLOPs formula
               (flops.report) and our scores where runs exist (results/**/manifest.json)
     Tables 2-5 the sweeps' tables (results/sweeps/<name>/table.md, written by `vlora-eval sweep`)
     Figure 4  results/flops/figure4.png (written by `vlora-eval flops --plot results/flops`)
@@ -14,10 +14,15 @@ import json
 import os
 from pathlib import Path
 
-import yaml
+from vlora.connector_kinds import KINDS
+from vlora.paper import paper_table, paper_tables
 
 SWEEPS = (("main", "Table 2"), ("types", "Table 3"), ("rank", "Table 4"), ("blocks", "Table 5"))
-MODEL_ROWS = {"vlora": "VLoRA", "llava-v1.5": "LLaVA-v1.5", "llava-v1.5-qformer": "LLaVA-v1.5-QFormer"}
+
+
+def model_rows() -> dict[str, str]:
+    """Our model names -> the paper's row labels (the connector kinds' display names)."""
+    return {kind.model_name: kind.display_name for kind in KINDS.values()}
 
 
 def run_manifests(results: Path) -> list[tuple[Path, dict]]:
@@ -50,22 +55,22 @@ def table1(results: Path, out_dir: Path) -> list[str]:
     from flops.report import table1_rows
     from flops.settings import FlopsSettings
 
-    paper = yaml.safe_load((results / "paper" / "tables.yaml").read_text(encoding="utf-8"))
-    columns = paper["columns"]
+    columns = list(paper_tables().columns)
     formula = {r["model"]: r["formula"] for r in table1_rows(FlopsSettings())}
     ours = _ours(results)
     lines = ["## Table 1: GFLOPs and the six benchmarks", "",
-             "Paper: `results/paper/tables.yaml`. Formula: `vlora-eval flops --text-len 32` (the paper's own "
+             "Paper: `vlora/paper.yaml`. Formula: `vlora-eval flops --text-len 32` (the paper's own "
              "formula, Vicuna-7B shape). Ours: the runs found under `results/` (manifest linked); *embedded* marks "
              "the tiny embedded models on the synthetic mini-suite, which check the pipeline and are not comparable "
              "with the paper's numbers.", "",
              "| model | visual tokens | GFLOPs paper | GFLOPs formula | " + " | ".join(columns) + " |",
              "|---|---:|---:|---:|" + "---:|" * len(columns)]
-    for name, row in paper["table1"]["rows"].items():
-        lines.append(f"| {name} | {row['visual_tokens']} | {row['gflops']} | {formula.get(name, '')} | "
-                     + " | ".join(str(v) for v in row["scores"]) + " |")
-    for name in sorted(ours, key=lambda n: (n not in MODEL_ROWS, n)):
-        label = MODEL_ROWS.get(name, name)
+    for name, row in paper_table("table1").rows.items():
+        lines.append(f"| {name} | {row.visual_tokens} | {row.gflops:g} | {formula.get(name, '')} | "
+                     + " | ".join(str(v) for v in row.scores) + " |")
+    labels = model_rows()
+    for name in sorted(ours, key=lambda n: (n not in labels, n)):
+        label = labels.get(name, name)
         cells = []
         for bench in columns:
             if bench in ours[name]:
@@ -83,7 +88,7 @@ def sweep_sections(results: Path, out_dir: Path) -> list[str]:
     for name, label in SWEEPS:
         table = results / "sweeps" / name / "table.md"
         if not table.is_file():
-            lines += [f"## {label}", "", f"Not run yet: `vlora-eval sweep configs/{name}.yaml`.", ""]
+            lines += [f"## {label}", "", f"Not run yet: `vlora-eval sweep {name}`.", ""]
             continue
         body = table.read_text(encoding="utf-8").splitlines()
         title = body[0].lstrip("# ")

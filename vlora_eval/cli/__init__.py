@@ -1,0 +1,39 @@
+"""`vlora-eval`, the command-line tool: one typer app with every command registered here, in one list.
+
+    evaluation.py   inspect, generate, models, run, score, merge, data mini, flops, demo
+    training.py     train, export, sweep, report (over vlora_eval/workflows/)
+    common.py       option types, one-line errors and exit codes, the placement resolved at the edge
+    views.py        what the commands print (rich)
+
+User errors (`VLoRAEvalError`) are printed as one red line with exit code 2; anything else is a bug
+and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from vlora_eval.cli import evaluation, training
+
+HELP = ("Evaluate and cost multimodal LLMs that see through their weights (VLoRA).\n\n"
+        "Exit codes: 0 done; 1 `inspect` found no readable checkpoint; 2 bad input (one line says what); "
+        "130 interrupted (run the same command again to resume).")
+COMMANDS = (evaluation.inspect, evaluation.generate, evaluation.models, evaluation.run, evaluation.score,
+            evaluation.merge, evaluation.flops, evaluation.demo, training.train, training.export, training.sweep,
+            training.report)
+DATA_COMMANDS = {"mini": evaluation.data_mini}
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                      rich_markup_mode=None)
+    for command in COMMANDS:
+        app.command()(command)
+    data = typer.Typer(help="Benchmark data.", no_args_is_help=True)
+    for name, command in DATA_COMMANDS.items():
+        data.command(name)(command)
+    app.add_typer(data, name="data")
+    return app
+
+
+app = build_app()

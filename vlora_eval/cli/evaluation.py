@@ -1,0 +1,349 @@
+"""The evaluation commands: inspect, generate, models, run, score, merge, data mini, flops, demo.
+Each parses options, calls one function and prints with rich (views.py); registered on the app in
+vlora_eval/cli/__init__.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from evalsuite.extraction import AnswerMode, Rules
+from vlora.config import ExecutionMode
+from vlora_eval.cli import views
+from vlora_eval.cli.common import (
+    PAPER_RULES,
+    Device,
+    DType,
+    Dtype,
+    Mode,
+    Sets,
+    Threads,
+    check_folder_option,
+    console,
+    resolve_placement,
+    say,
+    user_errors,
+    warn,
+)
+
+
+@user_errors
+def inspect(
+    path: Annotated[Path, typer.Argument(help="A checkpoint folder.")],
+    vision_tower: Annotated[Path | None, typer.Option(help="Local CLIP folder (overrides mm_vision_tower).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Say what a checkpoint folder is: official VLoRA, our own, or not a checkpoint; its dimensions,
+    parameters per part and any problem found. Exit code 0: a checkpoint without problems; 1: not a
+    checkpoint, unreadable, or a checkpoint with problems (they are listed)."""
+    from vlora.checkpoints import describe
+
+    report = describe(path, vision_tower=vision_tower)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        views.checkpoint_report(report)
+    if report.kind == "none" or report.problems:
+        raise typer.Exit(1)
+
+
+@user_errors
+def generate(
+    question: Annotated[str, typer.Option(help="The question; wrapped in the model's conversation template.")],
+    model: Annotated[str | None, typer.Option(help="Model name (see `vlora-eval models`); checked against "
+                                              "the checkpoint. Omitted: whatever the checkpoint holds.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="A checkpoint folder (VLoRA, LLaVA or own).")] = None,
+    image: Annotated[Path | None, typer.Option(help="Image file; omit for a text-only question.")] = None,
+    vision_tower: Annotated[Path | None, typer.Option(help="Local CLIP folder (overrides mm_vision_tower).")] = None,
+    mode: Mode = ExecutionMode.AUTO,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
+    official_positions: Annotated[bool, typer.Option(help="Copy the VLoRA release's decoding positions.")] = False,
+    device: Device = "auto",
+    dtype: Dtype = DType.AUTO,
+    threads: Threads = None,
+    set_: Sets = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Answer one question about one image (greedy decoding)."""
+    from evalsuite.adapter import Failure, Request
+    from evalsuite.multimodal import MultimodalAdapter
+    from evalsuite.registry import create_model
+    from evalsuite.runner import max_new_tokens_allowed
+    from vlora.checkpoints import load_model
+    from vlora.errors import InputError
+
+    mode = ExecutionMode(mode).value
+    if model is None and checkpoint is None:
+        raise InputError("give --model NAME, --checkpoint PATH, or both")
+    placement = resolve_placement(device, dtype, threads, checkpoint)
+    options = dict(mode=mode, official_positions=official_positions)
+    embedded = False
+    if model is not None:
+        from vlora_eval.workflows.embedded import checkpoint_for
+
+        checkpoint, embedded = checkpoint_for(model, checkpoint, placement=placement, progress=not as_json, say=say)
+    if model is None:
+        if set_:
+            raise InputError("--set changes a model name's preset; a checkpoint's configuration is fixed")
+        loaded = load_model(checkpoint, vision_tower=vision_tower, dtype=placement.dtype).to(placement.device)
+        adapter = MultimodalAdapter(loaded, loaded.config.kind, **options)
+    else:
+        adapter = create_model(model, checkpoint, vision_tower=vision_tower, device=placement.device,
+                               dtype=placement.dtype, overrides=set_ or (), **options)
+    max_new_tokens_allowed(adapter.card, max_new_tokens)
+    request = Request("cli", question, (image,) if image is not None else (), max_new_tokens=max_new_tokens)
+    (answer,) = adapter.generate([request])
+    if isinstance(answer, Failure):
+        raise InputError(answer.message)
+    if as_json:
+        print(json.dumps({"model": adapter.card.name, "checkpoint": str(checkpoint) if checkpoint else None,
+                          "embedded": embedded, "question": question, "answer": answer, "mode": mode,
+                          "execution": adapter.run_stats()}))
+    else:
+        console.print(answer, highlight=False)
+        views.embedded_caveat(embedded, False)
+
+
+@user_errors
+def models(as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False) -> None:
+    """List the model names `--model` accepts, with their visual tokens and parameters at preset size."""
+    from accelerate import init_empty_weights
+
+    from evalsuite.registry import model_config, model_specs
+    from vlora.model import MultimodalLM
+
+    rows = []
+    for name, spec in model_specs().items():
+        config = model_config(name)
+        with init_empty_weights():
+            counts = MultimodalLM.from_config(config, tokenizer=object()).parameter_counts()
+        rows.append({"name": name, "kind": spec.kind, "visual_tokens": config.visual_tokens,
+                     "parameters": counts, "needs_checkpoint": spec.needs_checkpoint, "description": spec.description})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    views.models_table(rows)
+
+
+
+def _benchmark_data(bench: str, data_dir: Path | None, data: Path | None, check_images: bool = True):
+    """The benchmark's checked table: the user's data, else ~/LMUData's, else the embedded mini-suite's."""
+    from evalsuite.benchmarks import benchmark
+    from evalsuite.data import load_benchmark_data
+    from vlora_eval.workflows.embedded import benchmark_tsv
+
+    spec = benchmark(bench)
+    path, embedded = benchmark_tsv(spec, data_dir, data, say, warn)
+    loaded = load_benchmark_data(spec, path, check_images=check_images, embedded=embedded)
+    for warning in loaded.warnings:
+        warn(warning)
+    return loaded
+
+
+@user_errors
+def run(
+    model: Annotated[str, typer.Option(help="Model name (see `vlora-eval models`).")],
+    bench: Annotated[list[str], typer.Option(help="Benchmark(s): VLMEvalKit name or alias; repeat for several.")],
+    checkpoint: Annotated[Path | None, typer.Option(help="Local checkpoint folder.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder of the TSVs (default $LMUData or ~/LMUData).")] = None,
+    data: Annotated[Path | None, typer.Option(help="One TSV file (with a single --bench).")] = None,
+    vision_tower: Annotated[Path | None, typer.Option(help="Local CLIP folder.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N rows.")] = None,
+    shard: Annotated[str | None, typer.Option(help="i/n: this process's share (default: RANK/WORLD_SIZE under "
+                                              "torchrun or accelerate launch, else all rows).")] = None,
+    rules: Annotated[Rules, typer.Option(help="Answer extraction rules: 2024-05 is the paper's era.")] = PAPER_RULES,
+    answer_mode: Annotated[AnswerMode, typer.Option(help="generate: free text; likelihood: the most likely option.")
+                           ] = AnswerMode.GENERATE,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
+    mode: Mode = ExecutionMode.AUTO,
+    results: Annotated[Path, typer.Option(help="Results root.")] = Path("results"),
+    run_name: Annotated[str | None, typer.Option(help="Folder name under the results root (default: model).")] = None,
+    fresh: Annotated[bool, typer.Option(help="Discard earlier predictions of this run (default: resume).")] = False,
+    device: Device = "auto",
+    dtype: Dtype = DType.AUTO,
+    threads: Threads = None,
+    set_: Sets = None,
+    vision_cache: Annotated[bool, typer.Option(help="Decode and encode each distinct image once per run.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Run a model on benchmarks: batched, resumable, sharded; predictions, scores and a manifest
+    under results/<run>/<bench>/."""
+    from evalsuite.registry import create_model
+    from evalsuite.runner import RunOptions, parse_shard, run_benchmark
+    from vlora_eval.workflows.embedded import checkpoint_for
+
+    if data is not None and len(bench) != 1:
+        raise typer.BadParameter("--data names one file: give a single --bench")
+    check_folder_option(results, "--results")
+    loaded = [_benchmark_data(b, data_dir, data) for b in bench]
+    placement = resolve_placement(device, dtype, threads, checkpoint)
+    checkpoint, embedded = checkpoint_for(model, checkpoint, placement=placement, progress=not as_json, say=say)
+    options = RunOptions(batch_size=batch_size, limit=limit,
+                         shard=parse_shard(shard) if shard else placement.process.shard,
+                         rules=Rules(rules).value, answer_mode=AnswerMode(answer_mode).value,
+                         max_new_tokens=max_new_tokens, results_root=results,
+                         run_name=run_name if run_name is not None or not embedded else f"{model}-embedded",
+                         fresh=fresh, progress=not as_json, environment=placement.describe(), embedded_model=embedded)
+    adapter = create_model(model, checkpoint, vision_tower=vision_tower, device=placement.device,
+                           dtype=placement.dtype, overrides=set_ or (), batch_size=batch_size,
+                           mode=ExecutionMode(mode).value, vision_cache=vision_cache)
+    out = []
+    for benchmark_data in loaded:
+        result = run_benchmark(adapter, benchmark_data, options, str(checkpoint) if checkpoint else None)
+        out.append({"benchmark": benchmark_data.spec.name, "folder": str(result.folder), "complete": result.complete,
+                    "rows": result.total, "present": result.present, "predicted_now": result.predicted,
+                    "failures": result.failures, "seconds": round(result.seconds, 2), "notes": result.notes,
+                    "embedded": {"model": embedded, "data": benchmark_data.embedded},
+                    "scores": result.report.to_dict() if result.report else None})
+        for note in result.notes:
+            warn(note)
+        if as_json:
+            continue
+        if result.report is not None:
+            views.score_report(result.report, f"{adapter.card.name} · {benchmark_data.spec.name}")
+        elif result.complete:
+            console.print(f"{benchmark_data.spec.name} has no answers: submit {result.paths['predictions']} "
+                          "to the official evaluation server")
+        else:
+            console.print(f"{benchmark_data.spec.name}: {result.present} of {result.total} rows predicted; the other "
+                          "shards still run, or use `vlora-eval merge` to score what is there")
+        views.embedded_caveat(embedded, benchmark_data.embedded)
+        console.print(f"outputs in [bold]{result.folder}[/]")
+    if as_json:
+        print(json.dumps(out, indent=2))
+
+
+@user_errors
+def score(
+    bench: Annotated[str, typer.Option(help="Benchmark: VLMEvalKit name or alias.")],
+    predictions: Annotated[Path, typer.Option(help="Predictions: index + prediction (.tsv .csv .jsonl .xlsx).")],
+    data: Annotated[Path | None, typer.Option(help="The benchmark TSV (default: from --data-dir / $LMUData).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder of the TSVs.")] = None,
+    rules: Annotated[Rules, typer.Option(help="Answer extraction rules.")] = PAPER_RULES,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Score any predictions file in VLMEvalKit's layout, exactly as VLMEvalKit scores it."""
+    from evalsuite.scoring import read_predictions, score_predictions
+
+    benchmark_data = _benchmark_data(bench, data_dir, data, check_images=False)
+    report = score_predictions(benchmark_data.spec, benchmark_data.table, read_predictions(predictions),
+                               Rules(rules).value, source=str(predictions))
+    for note in report.notes:
+        if "predictions are empty" in note:
+            warn(note)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        views.score_report(report, f"{predictions} · {benchmark_data.spec.name}")
+
+
+@user_errors
+def merge(
+    bench: Annotated[str, typer.Option(help="Benchmark: VLMEvalKit name or alias.")],
+    run_name: Annotated[str, typer.Option(help="The run's folder name under the results root.")],
+    results: Annotated[Path, typer.Option(help="Results root.")] = Path("results"),
+    data_dir: Annotated[Path | None, typer.Option(help="Folder of the TSVs.")] = None,
+    data: Annotated[Path | None, typer.Option(help="The benchmark TSV.")] = None,
+    rules: Annotated[Rules, typer.Option(help="Answer extraction rules.")] = PAPER_RULES,
+    force: Annotated[bool, typer.Option(help="Score even if some rows have no prediction yet.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Merge the shards of a run and score them (runs do this themselves when the last shard ends)."""
+    from evalsuite.adapter import ModelCard
+    from evalsuite.results import run_folder, stored_run
+    from evalsuite.runner import RunOptions, finish
+
+    benchmark_data = _benchmark_data(bench, data_dir, data, check_images=False)
+    folder = run_folder(results, run_name, benchmark_data.spec.name)
+    stored = stored_run(folder, data_md5=benchmark_data.md5)
+    card = ModelCard.from_dict(stored["card"])
+    options = RunOptions(rules=Rules(rules).value, answer_mode=stored["answer_mode"],
+                         max_new_tokens=stored["max_new_tokens"], results_root=results, run_name=run_name, progress=False)
+    result = finish(folder, card, benchmark_data, options, checkpoint=stored.get("checkpoint"), force=force)
+    for note in result.notes:
+        warn(note)
+    if result.report is None:
+        raise typer.BadParameter(f"{result.present} of {result.total} rows have predictions; pass --force to score them")
+    if as_json:
+        print(json.dumps(result.report.to_dict(), indent=2))
+    else:
+        views.score_report(result.report, f"{run_name} · {benchmark_data.spec.name}")
+
+
+@user_errors
+def data_mini(
+    out: Annotated[Path, typer.Option(help="Folder to write the mini-suite to.")] = Path("out/mini"),
+    seed: Annotated[int, typer.Option()] = 0,
+    scale: Annotated[int, typer.Option(min=1, help="Multiplies the number of questions and samples.")] = 1,
+    force: Annotated[bool, typer.Option(help="Replace files in --out that vlora-eval did not write.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Write the mini-suite: small synthetic versions of the six benchmarks in VLMEvalKit's TSV format,
+    plus pre-training captions and instruction data, from a deterministic synthetic world."""
+    from contextlib import nullcontext
+
+    from evalsuite.mini import write_mini_suite
+
+    with nullcontext() if as_json else console.status(f"drawing the synthetic world into {out}"):
+        paths = write_mini_suite(out, seed=seed, scale=scale, force=force)
+    if as_json:
+        print(json.dumps({name: str(path) for name, path in paths.items()}, indent=2))
+        return
+    views.mini_suite(paths, seed, scale, out)
+
+
+@user_errors
+def flops(
+    text_len: Annotated[int, typer.Option(min=1, help="Text tokens C.")] = 32,
+    model: Annotated[str, typer.Option(help="A VLoRA model name (vlora: the paper's 7B; vlora-tiny).")] = "vlora",
+    llm_config: Annotated[Path | None, typer.Option(help="Replace its LLM: a Llama config.json.")] = None,
+    set_: Sets = None,
+    count: Annotated[bool, typer.Option(help="Check every part with FlopCounterMode (meta device).")] = False,
+    time_it: Annotated[bool, typer.Option("--time", help="Time prefill/decode on a small config (CPU).")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Write figure4.png, figure4.csv and table1.md here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """The paper's FLOPs: Table 1's GFLOPs column beside the paper's numbers, VLoRA's ratio to
+    LLaVA-v1.5, architecture-exact costs of the three models part by part, Figure 4. Change the
+    model with --set (connector.rank=16, connector.skip=8 for k = d/8, connector.types=qkv)."""
+    from flops.report import build_report, flops_config, write_report
+    from flops.settings import FlopsSettings
+
+    check_folder_option(plot, "--plot")
+    settings = FlopsSettings(text_len, flops_config(model, llm_config, set_ or ()))
+    report = build_report(settings, count=count, figure=plot is not None)
+    timing = None
+    if time_it:
+        from flops.timing import latency_sweep
+
+        with console.status("timing LLaVA-v1.5 and VLoRA on a small configuration"):
+            timing = latency_sweep()
+    written = write_report(plot, report) if plot is not None else {}
+    if as_json:
+        print(json.dumps({**report.to_dict(), "timing": timing, "written": {k: str(v) for k, v in written.items()}},
+                         indent=2))
+        return
+    views.flops_report(report, timing, written, count)
+
+
+@user_errors
+def demo(
+    out: Annotated[Path, typer.Option(help="Where the tiny checkpoints are written.")] = Path("out/demo"),
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Device = "auto",
+    threads: Threads = None,
+) -> None:
+    """Build a tiny random VLoRA, save it in the official and own layouts, inspect both, and answer
+    questions about generated images in every execution mode (no downloads; seconds on a CPU)."""
+    from vlora.demo import run_demo
+
+    check_folder_option(out, "--out")
+    placement = resolve_placement(device, DType.FLOAT32, threads)
+    with console.status("building, saving, reloading and running a tiny VLoRA"):
+        result = run_demo(out, seed, placement.device)
+    views.demo_report(result)
+

@@ -1,0 +1,183 @@
+"""The one training path: `vlora-eval train`, the embedded default and the sweeps all train through here.
+
+    starting_model(config, training set, init)   the model a plan starts from, and which tokenizer it has:
+        init given     the checkpoint, with its own tokenizer
+        from scratch   a random model of the configuration, with a tokenizer learned from the texts of the
+                       data it trains on (deterministic; cached under the user cache by the texts' content)
+    run_stage(model, recipe, training set, folder, placement)   vlora.training.train on the placement's device
+    train_plan(plan, training set, folder, ...)   the stages in order under folder/<stage>/: a finished stage
+                                                  is reloaded, an unfinished one resumes from its checkpoint
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from vlora.errors import ConfigError
+from vlora.placement import Placement
+from vlora.training import TrainingPlan, TrainingRecipe, TrainResult
+from vlora.training.stages import stage_record
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Where each stage's samples are: a LLaVA-format JSON per stage, and the folder image paths are under."""
+
+    files: Mapping[str, Path]  # stage name -> JSON
+    images: Path
+
+    @classmethod
+    def folder(cls, folder: Path, stages: Sequence[str]) -> TrainingSet:
+        """A training folder: <stage>.json for each stage (as the mini-suite writes them), images beside."""
+        return cls({stage: folder / stage_record(stage).data_file for stage in stages}, folder)
+
+    def file(self, stage: str) -> Path:
+        if stage not in self.files:
+            raise ConfigError(f"no training data for the {stage} stage (have: {', '.join(self.files)})")
+        return self.files[stage]
+
+
+@dataclass(frozen=True)
+class Start:
+    model: object  # vlora.model.MultimodalLM
+    tokenizer: str  # which tokenizer, in words (said to the user, recorded in manifests)
+
+
+# --- the tokenizer rule ----------------------------------------------------------------------------
+def training_texts(files: Sequence[Path]) -> list[str]:
+    """What a learned tokenizer learns from: the template's system prompt and every turn of the data."""
+    from vlora.prompting import IMAGE_PLACEHOLDER, VICUNA_V1
+    from vlora.training.data import read_json_records
+
+    texts = [VICUNA_V1.system, "USER: ASSISTANT:"]
+    for path in files:
+        texts += [turn["value"].replace(IMAGE_PLACEHOLDER, "") for record in read_json_records(Path(path))
+                  if isinstance(record, dict) for turn in record.get("conversations") or []
+                  if isinstance(turn, dict) and isinstance(turn.get("value"), str)]
+    return texts
+
+
+def tokenizers_root() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("vlora-eval")) / "tokenizers"
+
+
+@cache
+def _lock(root: Path):
+    from filelock import FileLock
+
+    return FileLock(root / ".lock")
+
+
+def learned_tokenizer(files: Sequence[Path], vocab_size: int, say: Say):
+    """The tokenizer learned from these files' texts (HF tokenizers' BPE, Llama-shaped), saved once under
+    the user cache in a folder named by their content and the vocabulary size."""
+    from vlora.tokenizer import load_tokenizer, train_tiny_tokenizer
+
+    digest = hashlib.sha256(str(vocab_size).encode())
+    for path in files:
+        digest.update(Path(path).read_bytes())
+    folder = tokenizers_root() / f"learned-{digest.hexdigest()[:16]}"
+    if not (folder / "tokenizer_config.json").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with _lock(folder.parent):
+            if not (folder / "tokenizer_config.json").is_file():
+                say(f"learning a {vocab_size}-token tokenizer from {', '.join(str(p) for p in files)}")
+                train_tiny_tokenizer(training_texts(files), vocab_size).save_pretrained(folder)
+    return load_tokenizer(folder), folder
+
+
+def starting_model(config, data: TrainingSet, *, init: Path | None = None, seed: int = 0, say: Say = print,
+                   loader: Callable | None = None) -> Start:
+    """The model a plan starts from: `init` with its own tokenizer (through `loader`, which checks the
+    checkpoint's kind), or a random one of `config` with the tokenizer learned from the data's texts."""
+    if init is not None:
+        from vlora.checkpoints import load_model
+
+        model = (loader or load_model)(init)
+        return Start(model, f"the checkpoint's own ({init})")
+    from vlora.model import build_model
+
+    tokenizer, folder = learned_tokenizer(list(data.files.values()), config.llm.vocab_size, say)
+    return Start(build_model(config, tokenizer=tokenizer, seed=seed),
+                 f"learned from the training data ({len(tokenizer)} tokens, {folder})")
+
+
+# --- running -------------------------------------------------------------------------------------------
+def run_stage(model, recipe: TrainingRecipe, data: TrainingSet, folder: Path, *, placement: Placement,
+              progress: bool = True, resume: bool = True) -> TrainResult:
+    """One stage of `model` (in place) on its data, on the placement's device; saved under folder/model."""
+    from vlora.training import train
+
+    return train(model, recipe, data.file(recipe.stage), data.images, folder, progress=progress, resume=resume,
+                 device=placement.device)
+
+
+def train_plan(plan: TrainingPlan, data: TrainingSet, folder: Path, *, placement: Placement, label: str,
+               init: Path | None = None, progress: bool = True, say: Say = print) -> tuple[Path, str]:
+    """Train the plan's stages in order under folder/<stage>/; a finished stage (its model saved) is
+    reloaded, an unfinished one resumes from its checkpoint. Returns the last stage's model folder and
+    which tokenizer the model has."""
+    from vlora.checkpoints import load_model
+
+    model, tokenizer = None, None
+    recipes = plan.recipes()
+    for recipe in recipes:
+        done = folder / recipe.stage / "model"
+        if (done / "vlora_eval.json").is_file():  # a finished stage of an interrupted run
+            model = load_model(done)
+            tokenizer = tokenizer or f"the one its first stage trained with ({done})"
+            continue
+        if model is None:
+            start = starting_model(plan.model, data, init=init, seed=recipe.seed, say=say)
+            model, tokenizer = start.model, start.tokenizer
+            say(f"{label}: tokenizer {tokenizer}")
+        say(f"training {label}: stage {recipe.stage}, {recipe.max_steps or f'{recipe.epochs} epoch(s) of'} steps")
+        run_stage(model, recipe, data, folder / recipe.stage, placement=placement, progress=progress)
+    return folder / recipes[-1].stage / "model", tokenizer
+
+
+# --- `vlora-eval train` -------------------------------------------------------------------------------
+def stage_plan(name: str, stage: str, overrides: Sequence[str] = (), config=None) -> TrainingPlan:
+    """The plan of one stage for model `name`: its configuration (`config`, e.g. a checkpoint's, or the
+    name's preset) and the stage's recipe, with `overrides` applied to both."""
+    from evalsuite.registry import model_config
+    from vlora.overrides import apply_overrides
+    from vlora.training import official_recipe
+
+    base = TrainingPlan(model=config if config is not None else model_config(name), stages={stage: official_recipe(stage)})
+    plan = apply_overrides(base, overrides)
+    if config is not None and plan.model != config:
+        raise ConfigError("--set changes the model's configuration, but --init's checkpoint fixes it; "
+                          "set only training keys (learning_rate, max_steps, ...)")
+    return plan
+
+
+def train_stage(name: str, stage: str, data: str | Path, images: str | Path, out: str | Path, *,
+                init: str | Path | None = None, overrides: Sequence[str] = (), placement: Placement,
+                progress: bool = True, resume: bool = True, say: Say = print) -> tuple[TrainResult, str]:
+    """Train one stage of model `name` from `init` (a checkpoint of that model) or, for the tiny names,
+    from a random model of its preset with a tokenizer learned from `data`; saved under out/model."""
+    from evalsuite.registry import load_checked, model_spec
+
+    if init is None and model_spec(name).needs_checkpoint:
+        raise ConfigError(f"--model {name} trains from a checkpoint (--init PATH): the paper starts from "
+                          "Vicuna and CLIP, not from random 7B weights; tiny names (vlora-tiny, ...) start at random")
+    training_set = TrainingSet({stage: Path(data)}, Path(images))
+    start = None
+    if init is not None:
+        start = starting_model(None, training_set, init=Path(init), loader=lambda path: load_checked(name, path))
+    plan = stage_plan(name, stage, overrides, start.model.config if start is not None else None)
+    (recipe,) = plan.recipes()
+    if start is None:
+        start = starting_model(plan.model, training_set, seed=recipe.seed, say=say)
+    say(f"tokenizer: {start.tokenizer}")
+    return run_stage(start.model, recipe, training_set, Path(out), placement=placement, progress=progress,
+                     resume=resume), start.tokenizer
