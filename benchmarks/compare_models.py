@@ -17,29 +17,16 @@ import time
 
 import torch
 
-from vlora.config import (
-    GeneratorConfig,
-    LLMConfig,
-    ModelConfig,
-    ProjectorConfig,
-    QFormerConfig,
-    VisionConfig,
-    preset,
-)
+from vlora.config import ModelConfig
+from vlora.connector_kinds import KINDS
 from vlora.demo import shapes_image
 from vlora.model import build_model
+from vlora.presets import preset
 
 
 def configs(scale: str) -> dict[str, ModelConfig]:
-    if scale == "tiny":
-        return {"vlora": preset("vlora-tiny"), "llava-v1.5": preset("llava-tiny"),
-                "llava-v1.5-qformer": preset("llava-qformer-tiny")}
-    llm = LLMConfig(hidden_size=512, intermediate_size=1376, num_layers=8, num_heads=8, num_kv_heads=8, vocab_size=4096)
-    vision = VisionConfig(image_size=336, patch_size=14, hidden_size=128, intermediate_size=512, num_layers=2, num_heads=4)
-    generator = GeneratorConfig(types="qkvom", rank=16, alpha=16.0, blocks=2, hidden=128, heads=4, skip=2)
-    return {"vlora": ModelConfig(llm, vision, generator),
-            "llava-v1.5": ModelConfig(llm, vision, ProjectorConfig()),
-            "llava-v1.5-qformer": ModelConfig(llm, vision, QFormerConfig(queries=128, blocks=2, hidden=128, heads=4))}
+    """The three models at one size of vlora/presets.py (tiny, or small: h=512, CLIP at 336 px, 576 patches)."""
+    return {kind.model_name: preset(f"{kind.name}-{scale}") for kind in KINDS.values()}
 
 
 def main() -> None:

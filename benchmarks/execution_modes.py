@@ -5,7 +5,7 @@ image, median of --repeats runs after one warm-up. The merged mode's time includ
 B . A^T into the weights and restoring them afterwards. Prints a table and the factorized /
 merged ratio; the three modes' first 16 tokens must be identical.
 
-    python benchmarks/execution_modes.py [--hidden 512 --layers 8 --repeats 5]
+    python benchmarks/execution_modes.py [--set llm.num_layers=4 ...] [--repeats 5]   # the vlora-small preset
 """
 
 from __future__ import annotations
@@ -16,20 +16,11 @@ import time
 
 import torch
 
-from vlora.config import GeneratorConfig, LLMConfig, ModelConfig, VisionConfig
 from vlora.demo import shapes_image
 from vlora.model import build_model
+from vlora.overrides import apply_overrides
 from vlora.perceptual_weights import ExecutionMode
-
-
-def small_config(hidden: int, layers: int) -> ModelConfig:
-    return ModelConfig(
-        llm=LLMConfig(hidden_size=hidden, intermediate_size=int(hidden * 2.6875), num_layers=layers,
-                      num_heads=hidden // 64, num_kv_heads=hidden // 64, vocab_size=4096),
-        vision=VisionConfig(image_size=112, patch_size=14, hidden_size=128, intermediate_size=512,
-                            num_layers=2, num_heads=4),
-        connector=GeneratorConfig(types="qkvom", rank=16, alpha=16.0, blocks=2, hidden=128, heads=4, skip=2),
-    )
+from vlora.presets import preset
 
 
 def time_mode(model, batch, mode: ExecutionMode, new_tokens: int, repeats: int) -> tuple[float, list[int]]:
@@ -48,25 +39,25 @@ def time_mode(model, batch, mode: ExecutionMode, new_tokens: int, repeats: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hidden", type=int, default=512)
-    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--set", action="append", default=[], help="dotted overrides of the vlora-small preset")
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = small_config(args.hidden, args.layers)
+    config = apply_overrides(preset("vlora-small"), args.set)
     model = build_model(config, seed=0).eval()
     with torch.no_grad():
         for w in model.connector.w_s.values():
             w.normal_(0, 0.02)
     batch = model.prepare([model.prompt("What is the color of the shape in the middle of the picture?")],
                           [shapes_image("red", "circle")])
-    print(f"config: LLM h={args.hidden}, {args.layers} layers; generator {config.connector.types}, "
+    print(f"config: LLM h={config.llm.hidden_size}, {config.llm.num_layers} layers; generator {config.connector.types}, "
           f"r={config.connector.rank}, N={config.connector.blocks}, h_p={config.connector.hidden}; "
           f"prompt {batch.input_ids.shape[1]} tokens + {args.new_tokens} decoded; "
           f"{torch.get_num_threads()} threads, device cpu, median of {args.repeats}")
-    results = {mode: time_mode(model, batch, mode, args.new_tokens, args.repeats) for mode in ExecutionMode}
+    modes = (ExecutionMode.FACTORIZED, ExecutionMode.MERGED, ExecutionMode.DELTA)
+    results = {mode: time_mode(model, batch, mode, args.new_tokens, args.repeats) for mode in modes}
     print(f"{'mode':<12}{'prefill + decode (ms)':>24}")
     for mode, (seconds, _) in results.items():
         print(f"{mode.value:<12}{seconds * 1e3:>24.1f}")

@@ -33,6 +33,7 @@ from vlora.dispatch import CROSSOVER_TABLE, device_kind, dtype_name, flops_cross
 from vlora.image_sources import image_source
 from vlora.model import build_model
 from vlora.prompting import IMAGE_TOKEN_INDEX
+from vlora.schema import to_data
 from vlora.vision_cache import VisionCache
 
 
@@ -124,7 +125,7 @@ def main() -> None:
                  "tokens": round(tokens, 1) if math.isfinite(tokens) else tokens, "flops_tokens": round(formula, 1),
                  "layers": args.layers, "threads": torch.get_num_threads(), "torch": str(torch.__version__),
                  "measured": datetime.date.today().isoformat()}
-        rows = [r for r in read_table(args.table) if (r["device"], r["dtype"], r["hidden"], r["rank"])
+        rows = [to_data(r) for r in read_table(args.table) if (r.device, r.dtype, r.hidden, r.rank)
                 != (entry["device"], entry["dtype"], entry["hidden"], entry["rank"])]
         header = "".join(line + "\n" for line in args.table.read_text().splitlines() if line.startswith("#"))
         args.table.write_text(header + yaml.safe_dump({"measurements": rows + [entry]}, sort_keys=False))

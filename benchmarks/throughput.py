@@ -38,8 +38,8 @@ from evalsuite.mini import write_mini_suite
 from evalsuite.multimodal import MultimodalAdapter
 from evalsuite.runner import RunOptions, run_benchmark
 from flops.analytic import llm_prefill, vlora_branches
-from flops.timing import SMALL_GENERATOR, SMALL_LLM, SMALL_VISION
-from vlora.config import GeneratorConfig, LLMConfig, ModelConfig, ProjectorConfig, QFormerConfig, VisionConfig
+from vlora.config import GeneratorConfig, LLMConfig, ModelConfig, ProjectorConfig, VisionConfig
+from vlora.connector_kinds import KINDS
 from vlora.demo import shapes_image
 from vlora.image_sources import image_source
 from vlora.model import build_model
@@ -47,16 +47,12 @@ from vlora.presets import preset
 from vlora.prompting import IMAGE_TOKEN_INDEX
 from vlora.vision_cache import VisionCache
 
-MODELS = ("vlora", "llava-v1.5", "llava-v1.5-qformer")
+MODELS = tuple(kind.model_name for kind in KINDS.values())  # vlora, llava-v1.5, llava-v1.5-qformer
 
 
 def configurations() -> dict[str, dict[str, ModelConfig]]:
-    small = {"vlora": ModelConfig(SMALL_LLM, SMALL_VISION, SMALL_GENERATOR),
-             "llava-v1.5": ModelConfig(SMALL_LLM, SMALL_VISION, ProjectorConfig()),
-             "llava-v1.5-qformer": ModelConfig(SMALL_LLM, SMALL_VISION, QFormerConfig(queries=128, blocks=2,
-                                                                                      hidden=128, heads=4))}
-    tiny = {"vlora": preset("vlora-tiny"), "llava-v1.5": preset("llava-tiny"),
-            "llava-v1.5-qformer": preset("llava-qformer-tiny")}
+    small = {kind.model_name: preset(f"{kind.name}-small") for kind in KINDS.values()}  # h=512, 576 patches
+    tiny = {kind.model_name: preset(f"{kind.name}-tiny") for kind in KINDS.values()}
     return {"tiny": tiny, "small": small}
 
 

@@ -46,6 +46,8 @@ class MultimodalAdapter:
         self.model = model.eval()
         self.mode = ExecutionMode(mode)
         self.batch_size = 1 if self.mode is ExecutionMode.MERGED else batch_size  # merging folds one image
+        self.notes = [f"--mode merged folds one image into the weights at a time: batches of 1, not {batch_size}"
+                      ] if self.batch_size != batch_size else []
         self.official_positions = official_positions
         self.cache = VisionCache() if vision_cache is True else (vision_cache or None)
         self.passes = self.cache.passes if self.cache is not None else VisionPasses()
@@ -55,7 +57,8 @@ class MultimodalAdapter:
         self.crossover = crossover
         self.calls: Counter[str] = Counter()  # LLM calls per concrete execution mode
         self.card = ModelCard(name=name, config=model.config, parameters=model.parameter_counts(),
-                              extras={"mode": self.mode.value, "official_positions": official_positions})
+                              extras={"mode": self.mode.value, "official_positions": official_positions,
+                                      "batch_size": self.batch_size})
 
     @property
     def _dispatches(self) -> bool:

@@ -14,12 +14,9 @@ from dataclasses import replace
 import torch
 
 from vlora.config import GeneratorConfig, LLMConfig, ModelConfig, ProjectorConfig, VisionConfig
+from vlora.presets import preset
 
-SMALL_LLM = LLMConfig(hidden_size=512, intermediate_size=1376, num_layers=8, num_heads=8, num_kv_heads=8,
-                      vocab_size=4096)
-SMALL_VISION = VisionConfig(image_size=336, patch_size=14, hidden_size=128, intermediate_size=512, num_layers=2,
-                            num_heads=4)
-SMALL_GENERATOR = GeneratorConfig(types="qkvom", rank=16, alpha=16.0, blocks=2, hidden=128, heads=4, skip=2)
+SMALL = preset("vlora-small")  # h = 512, 8 blocks, CLIP at 336 px (vlora/presets.py)
 
 
 def median_seconds(fn, repeats: int = 5, warmup: int = 1) -> float:
@@ -59,8 +56,8 @@ def _sync(device: str) -> None:
 
 
 def latency_sweep(visual_tokens=(16, 64, 144, 256, 576), text: str = "What is the color of the shape in the middle?",
-                  llm: LLMConfig = SMALL_LLM, vision: VisionConfig = SMALL_VISION,
-                  generator: GeneratorConfig = SMALL_GENERATOR, repeats: int = 5, new_tokens: int = 8,
+                  llm: LLMConfig = SMALL.llm, vision: VisionConfig = SMALL.vision,
+                  generator: GeneratorConfig = SMALL.connector, repeats: int = 5, new_tokens: int = 8,
                   device: str = "cpu", dtype: torch.dtype = torch.float32) -> list[dict]:
     """LLaVA-v1.5 and VLoRA (factorized and merged) at each number of visual tokens, side by side."""
     from vlora.demo import shapes_image

@@ -4,6 +4,7 @@ itself from the independent reference (tests/reference/official_vlora.py)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from vlora.model import MultimodalLM, build_model
 from vlora.presets import preset
 from vlora.tokenizer import build_tiny_tokenizer
 
-torch.set_num_threads(2)
+torch.set_num_threads(min(2, len(os.sched_getaffinity(0))))  # never more threads than the cores given
 
 
 @pytest.fixture

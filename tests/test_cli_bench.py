@@ -88,3 +88,15 @@ def test_data_mini_writes_the_suite(tmp_path):
                               "--results", str(tmp_path / "r"), "--limit", "5", "--max-new-tokens", "2", "--json"])
     assert run.exit_code == 0, run.output
     assert json.loads(run.stdout)[0]["scores"]["scored_rows"] == 5
+
+
+def test_merged_mode_says_it_runs_batches_of_one(tmp_path):
+    write_tsv(yes_no_table(2), tmp_path / "MME.tsv")
+    result = CliRunner().invoke(app, ["run", "--model", "vlora-tiny", "--bench", "MME", "--data",
+                                                      str(tmp_path / "MME.tsv"), "--results", str(tmp_path / "r"),
+                                                      "--mode", "merged", "--batch-size", "4", "--max-new-tokens", "2",
+                                                      "--json"])
+    assert result.exit_code == 0, result.output
+    assert "--mode merged folds one image into the weights at a time: batches of 1, not 4" in _flat(result.stderr)
+    manifest = json.loads((tmp_path / "r" / "vlora-tiny" / "MME" / "manifest.json").read_text())
+    assert manifest["model"]["extras"]["batch_size"] == 1 and manifest["model"]["extras"]["mode"] == "merged"

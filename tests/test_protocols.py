@@ -62,11 +62,13 @@ def test_specs_take_their_protocol_object_and_type_from_the_yaml():
 
 
 @pytest.mark.parametrize("changes,fragment", [
-    ({"protocol": "circularr"}, "benchmarks.yaml: Toy: unknown protocol 'circularr'"),
-    ({"type": "MCQ"}, "benchmarks.yaml: Toy: unknown key(s) ['type']"),
-    ({"headline": {"row": "dev", "column": "Overall", "scale": 100}}, "benchmarks.yaml: Toy: headline must"),
-    ({"headline": {"row": "dev", "columns": {"Overall": 3}, "scale": 100}}, "a headline column is"),
-    ({"headline": {"row": "dev", "columns": {"Overall": "Overall"}, "scale": "100"}}, "scale must be a number"),
+    ({"protocol": "circularr"}, "benchmarks.yaml: Toy: protocol: unknown protocol 'circularr'"),
+    ({"type": "MCQ"}, "benchmarks.yaml: Toy: type: not a setting here"),
+    ({"headline": {"row": "dev", "column": "Overall", "scale": 100}}, "benchmarks.yaml: Toy: headline.column: not a "
+                                                                      "setting here (did you mean columns?)"),
+    ({"headline": {"row": "dev", "columns": {"Overall": 3}, "scale": 100}}, "Toy: headline.columns.Overall: expects"),
+    ({"headline": {"row": "dev", "columns": {"Overall": "Overall"}, "scale": "100"}},
+     "Toy: headline.scale: expects float, got '100'"),
     ({"answers": False}, "without answers has none"),
 ])
 def test_a_malformed_yaml_entry_is_a_config_error_naming_it(changes, fragment):

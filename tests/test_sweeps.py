@@ -106,6 +106,42 @@ def test_a_micro_sweep_killed_after_its_first_variant_resumes(fresh_machine, mon
             assert low <= next(iter(score["headline"].values())) <= high
 
 
+def test_a_sweep_trains_and_evaluates_on_the_placement_it_is_given(fresh_machine, monkeypatch):  # noqa: F811
+    """The placement resolved at the edge reaches training (its device) and evaluation (device and dtype), and
+    every manifest records it: here the CPU in float64, which no default would pick."""
+    import torch
+
+    import evalsuite.registry
+    import vlora.training
+    import vlora_eval.workflows.sweeps as sweeps
+    from vlora.placement import Placement, Process
+
+    tmp_path, stages = fresh_machine
+    config = _write(tmp_path, seeds=1, benchmarks=["MME"], reference="16",
+                    variants=[{"name": "16", "set": {"connector.rank": 1, "connector.alpha": 1.0}}])
+    seen = {"train": [], "eval": []}
+    real_train, real_create = vlora.training.train, evalsuite.registry.create_model
+
+    def train(*args, **kwargs):
+        seen["train"].append(kwargs["device"])
+        return real_train(*args, **kwargs)
+
+    def create(*args, **kwargs):
+        adapter = real_create(*args, **kwargs)
+        seen["eval"].append((adapter.model.device, adapter.model.dtype))
+        return adapter
+
+    monkeypatch.setattr(vlora.training, "train", train)
+    monkeypatch.setattr(evalsuite.registry, "create_model", create)
+    placement = Placement(Process(), torch.device("cpu"), torch.float64, 1)
+    (record,) = sweeps.run_sweep(load_sweep(config), tmp_path / "sw", placement=placement, progress=False,
+                                 say=lambda m: None)
+    assert seen == {"train": [torch.device("cpu")] * 2, "eval": [(torch.device("cpu"), torch.float64)]}
+    assert record["placement"]["dtype"] == "float64" and record["placement"]["device"] == "cpu"
+    manifest = json.loads(Path(record["scores"]["MME"]["manifest"]).read_text())
+    assert manifest["environment"]["dtype"] == "float64" and manifest["environment"]["device"] == "cpu"
+
+
 def test_the_report_renders_and_links_every_score_to_its_manifest(tmp_path, monkeypatch):
     from tsv_fixtures import write_tsv, yes_no_table
 

@@ -25,7 +25,7 @@ from flops.analytic import merge_crossover
 from vlora.batch import MultimodalBatch
 from vlora.config import ExecutionMode
 from vlora.decoding import decode
-from vlora.dispatch import Crossover, choose_mode, crossover_for, flops_crossover, read_table
+from vlora.dispatch import Crossover, Measurement, choose_mode, crossover_for, flops_crossover, read_table
 from vlora.errors import ConfigError, InputError
 from vlora.image_sources import bytes_key, image_source
 from vlora.model import build_model
@@ -294,8 +294,8 @@ def test_the_manifest_says_which_mode_ran(mini, tmp_path):
 
 
 def test_crossover_lookup_measured_scaled_or_formula(tmp_path):
-    rows = [{"device": "cpu", "dtype": "float32", "hidden": 512, "rank": 16, "tokens": 900.0},
-            {"device": "cpu", "dtype": "float32", "hidden": 4096, "rank": 64, "tokens": 5000.0}]
+    rows = [Measurement(device="cpu", dtype="float32", hidden=512, rank=16, tokens=900.0),
+            Measurement(device="cpu", dtype="float32", hidden=4096, rank=64, tokens=5000.0)]
     exact = crossover_for(512, 16, "cpu", torch.float32, rows)
     assert exact.tokens == 900.0 and exact.source.startswith("measured on cpu, float32 at h=512, r=16")
     scaled = crossover_for(1024, 16, "cpu", torch.float32, rows)
@@ -307,7 +307,10 @@ def test_crossover_lookup_measured_scaled_or_formula(tmp_path):
         assert flops_crossover(h, r) == merge_crossover(h, r)
     assert isinstance(read_table(), list)  # the shipped table reads
     bad = tmp_path / "bad.yaml"
-    for content, fragment in [("measurements: 3", "`measurements` list"), ("measurements: [{device: cpu}]", "lacks"),
+    for content, fragment in [("measurements: 3", "bad.yaml: measurements: expects a list"),
+                              ("measurements: [{device: cpu}]", r"bad.yaml: measurements\[0\].dtype: is missing"),
+                              ("measurements: [{device: cpu, dtype: float32, hidden: 8, rank: 2, tokens: 9, colour: 1}]",
+                               r"measurements\[0\].colour: not a setting here"),
                               ("a: [", "not valid YAML")]:
         bad.write_text(content)
         with pytest.raises(ConfigError, match=fragment):

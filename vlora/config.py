@@ -156,24 +156,27 @@ class VisionConfig:
 class ConnectorConfig:
     """What every connector's configuration has: its kind (the name configs and checkpoints record; the
     kind's registration, vlora/connector_kinds.py, says the rest), its space, and the visual tokens one
-    image adds to the LLM's input."""
+    image adds to the LLM's input. A subclass is found by its kind when a config is read from data."""
 
     kind: ClassVar[str]
     space: ClassVar[Space]
+    _by_kind: ClassVar[dict[str, type]] = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        ConnectorConfig._by_kind[cls.kind] = cls
 
     def visual_tokens(self, vision: VisionConfig) -> int:
         raise NotImplementedError
 
     @classmethod
     def variant_for(cls, data: dict[str, Any], where: str) -> tuple[type, dict[str, Any]]:
-        """The registered config class that `data["kind"]` names (VLoRA's when absent), for vlora.schema."""
-        from vlora.connector_kinds import connector_kind
-
+        """The config class that `data["kind"]` names (VLoRA's when absent), for vlora.schema."""
         kind = data.pop("kind", "vlora")
-        try:
-            return connector_kind(kind).config, data
-        except ConfigError as e:
-            raise ConfigError(f"{where.rstrip(chr(0))}: {e}") from None
+        if kind not in cls._by_kind:
+            raise ConfigError(f"{where.rstrip(chr(0))}: unknown connector kind {kind!r}; known: "
+                              f"{', '.join(cls._by_kind)}")
+        return cls._by_kind[kind], data
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from vlora.config import ExecutionMode
 from vlora.errors import ConfigError
@@ -60,41 +59,54 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def read_table(path: Path = CROSSOVER_TABLE) -> list[dict[str, Any]]:
-    """The measurements of a crossover table (a YAML file with a `measurements` list)."""
+@dataclass(frozen=True)
+class Measurement:
+    """One measured crossover (benchmarks/merge_crossover.py --write)."""
+
+    device: str  # "cpu" or the accelerator's name
+    dtype: str
+    hidden: int
+    rank: int
+    tokens: float  # LLM positions of one call above which merging pays (inf: never)
+    flops_tokens: float | None = None  # what the FLOPs formula says, for comparison
+    layers: int | None = None
+    threads: int | None = None
+    torch: str | None = None
+    measured: str | None = None  # the date
+
+
+@dataclass(frozen=True)
+class CrossoverTable:
+    measurements: list[Measurement]
+
+
+def read_table(path: Path = CROSSOVER_TABLE) -> list[Measurement]:
+    """The measurements of a crossover table (a YAML file with a `measurements` list), read strictly."""
+    from vlora.schema import read_yaml
+
     if not path.is_file():
         raise ConfigError(f"crossover table {path} not found (benchmarks/merge_crossover.py writes it)")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"crossover table {path} is not valid YAML ({type(e).__name__})") from None
-    rows = data.get("measurements") if isinstance(data, dict) else None
-    if not isinstance(rows, list):
-        raise ConfigError(f"crossover table {path}: expected a mapping with a `measurements` list")
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict) or any(k not in row for k in FIELDS):
-            raise ConfigError(f"crossover table {path}: measurement {i} lacks one of {', '.join(FIELDS)}")
-    return rows
+    return read_yaml(path, CrossoverTable).measurements
 
 
 def crossover_for(hidden: int, rank: int, device: torch.device | str, dtype: torch.dtype,
-                  table: list[dict[str, Any]] | None = None) -> Crossover:
+                  table: list[Measurement] | None = None) -> Crossover:
     """The crossover for an LLM of width `hidden` with perceptual weights of rank `rank` on `device` in `dtype`."""
     rows = read_table() if table is None else table
     kind, dname = device_kind(device), dtype_name(dtype)
-    mine = [r for r in rows if r["device"] == kind and r["dtype"] == dname]
+    mine = [r for r in rows if r.device == kind and r.dtype == dname]
     where = f"{kind}, {dname}"
     if not mine:
         return Crossover(flops_crossover(hidden, rank),
                          f"FLOPs formula (2r+1)h/(4r) at h={hidden}, r={rank}: nothing measured for {where}")
-    exact = [r for r in mine if r["hidden"] == hidden and r["rank"] == rank]
+    exact = [r for r in mine if r.hidden == hidden and r.rank == rank]
     if exact:
         row = exact[-1]  # the latest measurement of this shape
-        return Crossover(float(row["tokens"]), f"measured on {where} at h={hidden}, r={rank}")
-    row = min(mine, key=lambda r: (abs(math.log(r["hidden"] / hidden)), abs(r["rank"] - rank)))
-    scale = flops_crossover(hidden, rank) / flops_crossover(row["hidden"], row["rank"])
-    return Crossover(float(row["tokens"]) * scale,
-                     f"measured on {where} at h={row['hidden']}, r={row['rank']}, scaled to h={hidden}, r={rank} "
+        return Crossover(row.tokens, f"measured on {where} at h={hidden}, r={rank}")
+    row = min(mine, key=lambda r: (abs(math.log(r.hidden / hidden)), abs(r.rank - rank)))
+    scale = flops_crossover(hidden, rank) / flops_crossover(row.hidden, row.rank)
+    return Crossover(row.tokens * scale,
+                     f"measured on {where} at h={row.hidden}, r={row.rank}, scaled to h={hidden}, r={rank} "
                      "by the FLOPs formula")
 
 

@@ -5,7 +5,8 @@ the paper's tables), every `config.json` section the project writes, and every `
 becomes typed data here, by the field types of a dataclass:
 
     int, float, bool, str      exact (bool is no int; an int is a fine float; "1e-5" is a float: YAML 1.1
-                               reads it as text), or a ConfigError naming where.key and what was expected
+                               reads an exponent without a dot as text; "100" is no float), or a ConfigError
+                               naming where.key and what was expected
     X | None, Literal[...]     None where allowed; one of the listed values
     tuple[X, ...], list[X]     from lists; tuple[X, Y] of that length
     dict[str, X], Mapping      keys as text, each value typed
@@ -22,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
-import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -32,6 +33,7 @@ from vlora.errors import ConfigError
 
 T = TypeVar("T")
 MISSING = dataclasses.MISSING
+EXPONENT = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
 ROOT = "\0"  # ends a `where` that is a file's label, so its keys read `file: key`
 
 
@@ -103,14 +105,8 @@ def _scalar(hint: Any, value: Any, where: str) -> Any:
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        if isinstance(value, str):
-            try:
-                number = float(value)  # YAML 1.1 reads 1e-5 as text
-            except ValueError:
-                pass
-            else:
-                if math.isfinite(number) or value.strip().lower() in ("inf", "-inf", "nan"):
-                    return number
+        if isinstance(value, str) and EXPONENT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-5 (an exponent without a dot) as text
     if hint is str and isinstance(value, str):
         return value
     if hint is type(None) and value is None:

@@ -76,13 +76,22 @@ def train_tiny_tokenizer(texts: Iterable[str], vocab_size: int = 1024):
                           pad_token="<unk>", padding_side="left")
 
 
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")  # Vicuna's SentencePiece model, or a fast tokenizer's file
+NO_TOKENIZER = "no tokenizer (tokenizer.model or tokenizer.json) in the folder"
+
+
+def has_tokenizer(folder: str | Path) -> bool:
+    """Whether a folder holds a tokenizer that `load_tokenizer` can read (the one presence check)."""
+    return any((Path(folder) / name).is_file() for name in TOKENIZER_FILES)
+
+
 def load_tokenizer(folder: str | Path):
     """The tokenizer saved in a checkpoint folder (Vicuna's `tokenizer.model` or a `tokenizer.json`)."""
     from transformers import AutoTokenizer
 
     folder = Path(folder)
-    if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")):
-        raise CheckpointError(f"{folder} holds no tokenizer (tokenizer.json or tokenizer.model)")
+    if not has_tokenizer(folder):
+        raise CheckpointError(f"{folder}: {NO_TOKENIZER}")
     from vlora.hf_quiet import quiet_transformers
 
     with quiet_transformers():

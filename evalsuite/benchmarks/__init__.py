@@ -12,7 +12,7 @@ one is a class in one of those modules, a line in PROTOCOLS and entries in the Y
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -25,7 +25,23 @@ from vlora.errors import ConfigError
 PROTOCOLS: dict[str, BenchmarkProtocol] = {p.name: p for p in (
     CircularProtocol(), VanillaProtocol(), MMMUProtocol(), MMEProtocol(), HallusionBenchProtocol())}
 
-ENTRY_KEYS = ("protocol", "md5", "url", "answers", "headline", "aliases", "mini")
+@dataclass(frozen=True)
+class BenchmarkEntry:
+    """One benchmarks.yaml entry, as read (strictly, through vlora.schema)."""
+
+    protocol: str
+    md5: dict[str, str] = field(default_factory=dict)  # known releases: md5 -> which VLMEvalKit era
+    url: str = ""
+    answers: bool = True  # False: a test split scored by an official server
+    headline: Headline | None = None  # required with answers, absent without
+    aliases: tuple[str, ...] = ()
+    mini: str = ""  # the mini-suite file that stands in for it in the embedded default (evalsuite/mini)
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"protocol: unknown protocol {self.protocol!r} (known: {', '.join(PROTOCOLS)})")
+        if self.answers != (self.headline is not None):
+            raise ConfigError("a benchmark with answers needs a headline, one without answers has none")
 
 
 @dataclass(frozen=True)
@@ -50,33 +66,21 @@ class BenchmarkSpec:
 
 
 def spec_from_entry(name: str, entry: Any) -> BenchmarkSpec:
-    """The spec of one YAML entry; a malformed entry is a ConfigError naming it."""
-    where = f"benchmarks.yaml: {name}"
-    if not isinstance(entry, dict):
-        raise ConfigError(f"{where}: an entry is a mapping, not {entry!r}")
-    unknown = sorted(set(entry) - set(ENTRY_KEYS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown} (known: {', '.join(ENTRY_KEYS)})")
-    protocol = entry.get("protocol")
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"{where}: unknown protocol {protocol!r} (known: {', '.join(PROTOCOLS)})")
-    answers = entry.get("answers", True)
-    if not isinstance(answers, bool):
-        raise ConfigError(f"{where}: answers must be true or false, not {answers!r}")
-    if answers != ("headline" in entry):
-        raise ConfigError(f"{where}: a benchmark with answers needs a headline, one without answers has none")
-    headline = Headline.from_yaml(entry["headline"], where) if answers else None
-    return BenchmarkSpec(name=name, handler=PROTOCOLS[protocol], md5=dict(entry.get("md5", {})),
-                         url=entry.get("url", ""), answers=answers, headline=headline,
-                         aliases=tuple(entry.get("aliases", ())), mini=str(entry.get("mini", "")))
+    """The spec of one entry (plain data, read strictly: a malformed entry is a ConfigError naming it)."""
+    from vlora.schema import ROOT, from_data
+
+    entry = from_data(BenchmarkEntry, entry, f"benchmarks.yaml: {name}" + ROOT)
+    return BenchmarkSpec(name=name, handler=PROTOCOLS[entry.protocol], md5=entry.md5, url=entry.url,
+                         answers=entry.answers, headline=entry.headline, aliases=entry.aliases, mini=entry.mini)
 
 
 @cache
 def specs() -> dict[str, BenchmarkSpec]:
-    import yaml
+    from vlora.schema import read_yaml
 
-    text = resources.files("evalsuite.benchmarks").joinpath("benchmarks.yaml").read_text(encoding="utf-8")
-    return {name: spec_from_entry(name, entry) for name, entry in yaml.safe_load(text).items()}
+    source = resources.files("evalsuite.benchmarks").joinpath("benchmarks.yaml")
+    entries = read_yaml(source, dict[str, Any], "evalsuite/benchmarks/benchmarks.yaml")
+    return {name: spec_from_entry(name, entry) for name, entry in entries.items()}
 
 
 def benchmark(name: str) -> BenchmarkSpec:

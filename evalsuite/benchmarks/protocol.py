@@ -27,40 +27,22 @@ if TYPE_CHECKING:
 Message = list[dict[str, Any]]  # {"type": "text", "value": str} | {"type": "image", "value": image number}
 Scored = tuple[pd.DataFrame, pd.DataFrame, list[str]]  # verdicts, score table, notes
 
-HEADLINE_KEYS = ("row", "columns", "scale")
-
-
 @dataclass(frozen=True)
 class Headline:
     """The YAML's `headline` entry: which row of the score table (`first`, or the one whose `split` is
     `row`), which columns under which labels (a list of columns: their sum), times `scale`."""
 
     row: str
-    columns: Mapping[str, tuple[str, ...]]  # label -> the columns summed (usually one)
+    columns: Mapping[str, str | tuple[str, ...]]  # label -> the columns summed (one name, or a list)
     scale: float
 
-    @classmethod
-    def from_yaml(cls, entry: Any, where: str) -> Headline:
-        """Parse `headline: {row: ..., columns: {label: column | [columns]}, scale: ...}`."""
-        if not isinstance(entry, dict) or sorted(entry) != sorted(HEADLINE_KEYS):
-            raise ConfigError(f"{where}: headline must be a mapping with exactly {', '.join(HEADLINE_KEYS)} "
-                              f"(got {entry!r})")
-        row, columns, scale = entry["row"], entry["columns"], entry["scale"]
-        if not isinstance(row, str):
-            raise ConfigError(f"{where}: headline row must be a text (first, or a split), not {row!r}")
-        if not isinstance(columns, dict) or not columns:
-            raise ConfigError(f"{where}: headline columns must map labels to columns, not {columns!r}")
-        parsed = {str(label): _columns(value, where) for label, value in columns.items()}
-        if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale):
-            raise ConfigError(f"{where}: headline scale must be a number, not {scale!r}")
-        return cls(row, parsed, scale)
-
-
-def _columns(value: Any, where: str) -> tuple[str, ...]:
-    names = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, list) else ()
-    if not names or not all(isinstance(n, str) for n in names):
-        raise ConfigError(f"{where}: a headline column is a column name or a list of them, not {value!r}")
-    return names
+    def __post_init__(self) -> None:
+        columns = {label: (names,) if isinstance(names, str) else tuple(names) for label, names in self.columns.items()}
+        if not columns or not all(columns.values()):
+            raise ConfigError("headline columns must map labels to a column or a list of columns")
+        if not math.isfinite(self.scale):
+            raise ConfigError(f"headline scale must be a finite number, not {self.scale!r}")
+        object.__setattr__(self, "columns", columns)
 
 
 def images_first(n_images: int, text: str) -> Message:

@@ -20,6 +20,7 @@ from vlora.checkpoints.files import iter_tensors, read_json, tensor_shapes, weig
 from vlora.checkpoints.llava_style import dims
 from vlora.config import LLMConfig, ModelConfig, ProjectorConfig, VisionConfig
 from vlora.errors import CheckpointError, ConfigError
+from vlora.tokenizer import NO_TOKENIZER, has_tokenizer
 
 NAME = "llava-hf"
 _PREFIXES = (  # checkpoint prefix -> ours, longest first
@@ -116,8 +117,8 @@ def describe(folder: Path, vision_tower: str | Path | None = None) -> Checkpoint
     expected = {k: tuple(v.shape) for k, v in _skeleton(config, object()).state_dict().items()}
     shapes, _, _ = _found(folder, expected)
     problems = shape_problems(shapes, expected)
-    if not any((folder / n).is_file() for n in ("tokenizer.model", "tokenizer.json")):
-        problems.append("no tokenizer (tokenizer.model or tokenizer.json) in the folder")
+    if not has_tokenizer(folder):
+        problems.append(NO_TOKENIZER)
     return CheckpointReport(path=str(folder), kind=NAME, summary="LLaVA-v1.5 llava-hf layout (LlavaForConditionalGeneration)",
                             dims=dims(config, "in the checkpoint"), problems=problems,
                             parameters=count_by_part(shapes, lambda k: k.split(".")[0] if k.split(".")[0] in

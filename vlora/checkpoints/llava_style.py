@@ -15,6 +15,7 @@ from vlora.checkpoints.files import iter_tensors, read_json, tensor_shapes, weig
 from vlora.config import LLMConfig, ModelConfig, Space, VisionConfig
 from vlora.connector_kinds import connector_kind
 from vlora.errors import CheckpointError, ConfigError
+from vlora.tokenizer import NO_TOKENIZER, has_tokenizer
 
 PROJECTOR = "model.mm_projector."
 CLIP_TYPES = ("clip", "clip_vision_model")
@@ -196,8 +197,8 @@ def describe_layout(folder: Path, vision_tower, name: str, summary: str, connect
         problems.append(problem)
     config = ModelConfig(llm=llm, vision=vision, connector=connector)
     problems += shape_problems(shapes, checkpoint_shapes(config, to_checkpoint_state), ignored)
-    if not any((folder / n).is_file() for n in ("tokenizer.model", "tokenizer.json")):
-        problems.append("no tokenizer (tokenizer.model or tokenizer.json) in the folder")
+    if not has_tokenizer(folder):
+        problems.append(NO_TOKENIZER)
     counts = count_parts(shapes)
     if clip is not None:
         with init_empty_weights():

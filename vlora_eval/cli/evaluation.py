@@ -191,6 +191,8 @@ def run(
     adapter = create_model(model, checkpoint, vision_tower=vision_tower, device=placement.device,
                            dtype=placement.dtype, overrides=set_ or (), batch_size=batch_size,
                            mode=ExecutionMode(mode).value, vision_cache=vision_cache)
+    for note in adapter.notes:
+        warn(note)
     out = []
     for benchmark_data in loaded:
         result = run_benchmark(adapter, benchmark_data, options, str(checkpoint) if checkpoint else None)

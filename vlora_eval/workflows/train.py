@@ -79,16 +79,16 @@ def _lock(root: Path):
 def learned_tokenizer(files: Sequence[Path], vocab_size: int, say: Say):
     """The tokenizer learned from these files' texts (HF tokenizers' BPE, Llama-shaped), saved once under
     the user cache in a folder named by their content and the vocabulary size."""
-    from vlora.tokenizer import load_tokenizer, train_tiny_tokenizer
+    from vlora.tokenizer import has_tokenizer, load_tokenizer, train_tiny_tokenizer
 
     digest = hashlib.sha256(str(vocab_size).encode())
     for path in files:
         digest.update(Path(path).read_bytes())
     folder = tokenizers_root() / f"learned-{digest.hexdigest()[:16]}"
-    if not (folder / "tokenizer_config.json").is_file():
+    if not has_tokenizer(folder):
         folder.parent.mkdir(parents=True, exist_ok=True)
         with _lock(folder.parent):
-            if not (folder / "tokenizer_config.json").is_file():
+            if not has_tokenizer(folder):
                 say(f"learning a {vocab_size}-token tokenizer from {', '.join(str(p) for p in files)}")
                 train_tiny_tokenizer(training_texts(files), vocab_size).save_pretrained(folder)
     return load_tokenizer(folder), folder
