@@ -24,6 +24,12 @@ def answer_key(data: BenchmarkData, rules: str) -> dict[str, float]:
     return score_predictions(data.spec, table, predictions, rules).headline
 
 
+def draws_for(rows: int, budget: int = 100_000) -> int:
+    """How many random answer sets `chance` scores for a table of `rows` rows: 200, fewer for large tables
+    (about `budget` scored rows in all, at least 10), so a run's chance level costs seconds."""
+    return max(10, min(200, budget // max(rows, 1)))
+
+
 def chance(data: BenchmarkData, rules: str, draws: int = 200, seed: int = 0) -> dict[str, float]:
     """The mean headline numbers of `draws` uniformly random answer sets."""
     table = data.table

@@ -91,6 +91,7 @@ class BenchmarkData:
     warnings: list[str] = field(default_factory=list)
     stored_images: dict[str, str] = field(default_factory=dict)  # index -> base64 of rows that hold one
     embedded: bool = False  # the embedded mini-suite's stand-in, not the real benchmark
+    mini_suite: bool = False  # the project's synthetic mini-suite (written by `data mini` or the embedded default)
 
     def where(self, position: int, column: str) -> str:
         row = self.table.iloc[position]
@@ -187,6 +188,12 @@ def _int_like(value) -> bool:
         return False
 
 
+def _mini_suite_file(path: Path, md5: str) -> bool:
+    from evalsuite.mini import written_by_the_tool
+
+    return written_by_the_tool(path, md5)
+
+
 def load_benchmark_data(spec: BenchmarkSpec, path: Path, check_images: bool = True, embedded: bool = False
                         ) -> BenchmarkData:
     """The checked table of `spec` at `path`; `embedded`: the mini-suite's stand-in (no release md5 to expect)."""
@@ -200,7 +207,8 @@ def load_benchmark_data(spec: BenchmarkSpec, path: Path, check_images: bool = Tr
     if problem := spec.handler.identity_problem(table, spec):
         raise DataError(f"{path}: {problem}")
     md5 = md5_of(path)
-    warnings = [] if md5 in spec.md5 or embedded else [
+    mini = embedded or _mini_suite_file(path, md5)
+    warnings = [] if md5 in spec.md5 or mini else [
         f"{path}: md5 {md5} is not a known release of {spec.name} (known: {', '.join(spec.md5) or 'none'}); "
         "scores may not compare with published ones"]
     no_image = table["image"].map(is_missing)
@@ -209,7 +217,7 @@ def load_benchmark_data(spec: BenchmarkSpec, path: Path, check_images: bool = Tr
         raise DataError(f"{path}: none of its {len(table)} row(s) has an image (rows without one are dropped, "
                         "as VLMEvalKit drops them)")
     stored = {str(i): str(im) for i, im in zip(kept["index"], kept["image"], strict=True) if len(str(im)) > 64}
-    data = BenchmarkData(spec, path, md5, kept, int(no_image.sum()), warnings, stored, embedded)
+    data = BenchmarkData(spec, path, md5, kept, int(no_image.sum()), warnings, stored, embedded, mini)
     _check_references(data)
     if spec.answers:
         _check_answers(data)

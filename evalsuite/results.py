@@ -28,6 +28,7 @@ import pandas as pd
 
 from evalsuite.errors import ResultsError
 from evalsuite.predictions import PREDICTIONS_GLOB, is_held
+from vlora.atomic import write_json_atomic
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
 OUTPUT_NAMES = ("verdicts.tsv", "scores.json", "manifest.json")
@@ -116,9 +117,7 @@ def stored_run(folder: Path, data_md5: str | None = None) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-    tmp.replace(path)
+    write_json_atomic(path, data)
 
 
 def write_outputs(folder: Path, spec, table: pd.DataFrame, records: dict[str, dict[str, Any]],

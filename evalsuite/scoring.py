@@ -44,8 +44,9 @@ def _records(table: pd.DataFrame) -> list[dict]:
             for row in table.to_dict("records")]
 
 
-def read_predictions(path: str | Path) -> pd.DataFrame:
-    """A predictions file -> DataFrame with at least `index` and `prediction`, one row per index."""
+def read_predictions(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """A predictions file -> (DataFrame with at least `index` and `prediction`, one row per index; notes, such
+    as how many repeated rows were counted once)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"predictions file {path} " + ("is a folder" if path.is_dir() else "does not exist"))
@@ -86,8 +87,9 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _one_per_index(table: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Repeated indices are refused unless every repeat carries the same prediction."""
+def _one_per_index(table: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Repeated indices are refused unless every repeat carries the same prediction; those are counted once,
+    and said."""
     keys = table["index"].astype(str)
     repeated = keys.duplicated(keep=False)
     if repeated.any():
@@ -97,8 +99,11 @@ def _one_per_index(table: pd.DataFrame, path: Path) -> pd.DataFrame:
             first = next(k for k in keys[repeated] if k in disagree.index)
             raise DataError(f"{path}: index {first} has {answers[first]} different predictions "
                             f"({len(disagree)} such index(es)); keep one prediction per index")
+        extra = int(keys.duplicated(keep="first").sum())
         table = table[~keys.duplicated(keep="first")]
-    return table
+        return table, [f"{path}: {extra} row(s) repeat an index with the same prediction "
+                       f"({int(keys[repeated].nunique())} index(es) repeated); each index is counted once"]
+    return table, []
 
 
 def empty_prediction_note(predictions: pd.DataFrame) -> str | None:

@@ -22,6 +22,7 @@ from flops.analytic import (
     paper_vlora_inference,
 )
 from flops.settings import FlopsSettings, G
+from vlora.atomic import write_text_atomic
 from vlora.config import ModelConfig, Space
 from vlora.paper import paper_table
 
@@ -193,7 +194,7 @@ def write_report(out, report: FlopsReport) -> dict[str, Any]:
         written["figure"] = draw_figure4(report.figure, out / "figure4.png", report.settings.text_len,
                                          report.settings.llava_tokens)
         written["csv"] = out / "figure4.csv"
-    (out / "table1.md").write_text(markdown(report), encoding="utf-8")
+    write_text_atomic(out / "table1.md", markdown(report))
     written["markdown"] = out / "table1.md"
     return written
 

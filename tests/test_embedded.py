@@ -47,15 +47,22 @@ def test_the_main_job_works_on_a_fresh_machine(fresh_machine):
     assert result.exit_code == 0, result.output
     flat = " ".join(result.output.split())
     assert "training the embedded tiny vlora" in flat and "using the embedded mini-suite's MMBench_DEV_EN" in flat
-    assert "these numbers are of the embedded tiny model (not a real checkpoint) on the embedded mini-suite" in flat
+    assert "these scores are of the embedded tiny model (not a real checkpoint; it is at" in flat
+    assert "on the embedded mini-suite (synthetic, not the real benchmark); give --checkpoint and --data-dir" in flat
+    assert "headline: accuracy in % under CircularEval" in flat and "(chance: " in flat  # what the number is, chance
     assert stages == ["pretrain", "finetune"]
-    manifest = json.loads((tmp_path / "results" / "vlora-embedded" / "MMBench_DEV_EN" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "vlora-eval-results" / "vlora-embedded" / "MMBench_DEV_EN" / "manifest.json"
+                           ).read_text())  # the default results root: outside a checkout's committed results/
     assert manifest["model"]["embedded"] is True and manifest["data"]["embedded_mini_suite"] is True
     assert str(tmp_path / "cache") in manifest["checkpoint"]  # cached under the user cache directory
     again = CliRunner().invoke(app, ["run", "--model", "vlora", "--bench", "mmbench", "--max-new-tokens", "2",
                                      "--json"])
     assert again.exit_code == 0 and stages == ["pretrain", "finetune"]  # prepared once
-    assert json.loads(again.stdout)[0]["embedded"] == {"model": True, "data": True}
+    out = json.loads(again.stdout)[0]
+    assert out["embedded"] == {"model": True, "data": True} and out["checkpoint"] == manifest["checkpoint"]
+    inspected = CliRunner().invoke(app, ["inspect", str(tmp_path / "cache" / "vlora-eval" / "embedded"), "--json"])
+    assert manifest["checkpoint"] in json.loads(inspected.stdout)["notes"][0]  # where the embedded model is
+    assert 0 <= out["chance"]["Overall"] < 50 and out["headline_meaning"].startswith("accuracy in %")
 
 
 @pytest.mark.parametrize("name,bench", [("llava-v1.5", "MME"), ("llava-v1.5-qformer", "MMBench_TEST_EN")])
@@ -88,3 +95,12 @@ def test_embedded_plans_go_through_the_one_override_path(monkeypatch):
         MICRO, models={"vlora": embedded.EmbeddedModel({"connector.ranq": 2})}))
     with pytest.raises(Exception, match="ranq"):
         embedded.plan("vlora")
+
+
+def test_generate_says_its_answer_is_the_embedded_models_and_where_it_is(fresh_machine):
+    result = CliRunner().invoke(app, ["generate", "--model", "vlora", "--question", "What is shown?",
+                                      "--max-new-tokens", "2"])
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert "embedded: this answer is of the embedded tiny model (not a real checkpoint; it is at" in flat
+    assert "give --checkpoint for real ones" in flat and "numbers" not in flat and "--data-dir" not in flat

@@ -101,3 +101,41 @@ def test_two_processes_one_folder(mini, tmp_path):
     assert set(indices(folder).values()) == {1} and sum(indices(folder).values()) == 30
     again_code, out, _ = finish(start(mini, results, *slow))
     assert again_code == 0 and json.loads(out)[0]["predicted_now"] == 0
+
+
+# --- `vlora-eval train`, killed at a random step --------------------------------------------------------
+def _train(data: Path, out: Path, env: dict) -> subprocess.Popen:
+    args = [str(CLI), "train", "--model", "vlora-tiny", "--stage", "pretrain", "--data", str(data), "--images",
+            str(data.parent), "--out", str(out), "--set", "max_steps=12", "--set", "save_every=2", "--set",
+            "batch_size=4", "--set", "dtype=float32", "--set", "gradient_checkpointing=false", "--set", "log_every=1",
+            "--threads", "1", "--json"]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _losses(out: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in map(json.loads, (out / "train_log.jsonl").read_text().splitlines())]
+
+
+def test_train_killed_at_a_random_step_resumes_with_the_same_losses(tmp_path):
+    from test_training import write_data
+
+    data = write_data(tmp_path / "data", "pretrain", n=8)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    code, _, err = finish(_train(data, tmp_path / "whole", env))
+    assert code == 0, err
+    out = tmp_path / "cut"
+    process = _train(data, out, env)
+    kill_after = random.Random().randint(2, 10)  # logged steps before the kill
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        log = out / "train_log.jsonl"
+        if log.is_file() and log.read_bytes().count(b"\n") >= kill_after:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    finish(process)
+    code, printed, err = finish(_train(data, out, env))
+    assert code == 0, (kill_after, err)
+    summary = json.loads(printed)
+    assert summary["steps"] == 12 and (summary["already_trained"] or summary["resumed_from"] in (None, 2, 4, 6, 8, 10))
+    assert _losses(out) == _losses(tmp_path / "whole"), kill_after

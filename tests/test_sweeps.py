@@ -160,7 +160,7 @@ def test_the_report_renders_and_links_every_score_to_its_manifest(tmp_path, monk
     value = next(iter(manifest["scores"].values()))
     row = next(line for line in text.splitlines() if line.startswith("| ours: llava-tiny"))
     assert f"[{value:.1f}](llava-tiny/MME/manifest.json)" in row  # ours, linked to its manifest
-    assert "Not run yet: `vlora-eval sweep rank`" in text
+    assert f"Not run yet: `vlora-eval sweep rank --out {results}/sweeps/rank`" in text
     assert "[mini/scores.md](mini/scores.md)" in text  # the benchmark scripts' tables linked, not copied
     assert "not measured yet (`.venv/bin/python benchmarks/throughput.py" in text
 

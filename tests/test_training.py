@@ -190,7 +190,12 @@ GOOD = {"id": "a", "image": "images/0.png", "conversations": [{"from": "human", 
     ([{**GOOD, "conversations": [GOOD["conversations"][0], GOOD["conversations"][0]]}], "turn 1 is from 'human'"),
     ([{**GOOD, "conversations": GOOD["conversations"][:1]}], "ends with a human turn"),
     ([{**GOOD, "conversations": [{"from": "human", "value": 3}, GOOD["conversations"][1]]}], "text 'value'"),
-    ([{**GOOD, "image": "images/missing.png"}], "images/missing.png does not exist"),
+    ([GOOD, {**GOOD, "image": "images/missing.png"}, {**GOOD, "image": "images/gone.png"}],
+     "2 of 3 records name image files that do not exist (first: record 1 (id 'a'): images/missing.png)"),
+    ([GOOD, {**GOOD, "id": "x", "image": "../../etc/passwd"}, {**GOOD, "image": "/etc/hostname"}],
+     "2 of 3 records name images outside --images"),
+    ([{**GOOD, "image": "images/../images/0.png"}, {**GOOD, "image": "images/../../bad.json"}],
+     "1 of 2 records name images outside --images"),
     ([{**GOOD, "image": ["images/0.png"]}], "one image per sample"),
     ([{**GOOD, "conversations": [{"from": "human", "value": "Q"}, GOOD["conversations"][1]]}], "placeholder"),
     ([{k: v for k, v in GOOD.items() if k != "image"}], "has no image"),
@@ -283,19 +288,25 @@ def test_resume_continues_exactly(tmp_path, kind, monkeypatch):
     assert [p.name for p in result.checkpoints] == ["step-00000004", "step-00000006"]
 
 
-def test_resume_refuses_another_recipe(tmp_path):
+def test_a_finished_run_is_left_alone_and_another_job_is_refused(tmp_path):
     data_file = write_data(tmp_path, "pretrain", n=4)
     done = train(build_model(preset("vlora-tiny"), seed=0), tiny_recipe("pretrain", max_steps=2, save_every=1),
                  data_file, tmp_path, tmp_path / "out", progress=False)
+    model_bytes = (tmp_path / "out" / "model" / "model.safetensors").read_bytes()
     again = train(build_model(preset("vlora-tiny"), seed=0), tiny_recipe("pretrain", max_steps=2, save_every=1),
                   data_file, tmp_path, tmp_path / "out", progress=False)  # a finished run: nothing left to do
-    assert (again.resumed_from, again.steps_this_run, again.final_loss) == (2, 0, done.final_loss)
-    with pytest.raises(ConfigError, match=r"another recipe \(learning_rate: 0.002 -> 0.001\)"):
+    assert (again.already_trained, again.steps, again.steps_this_run, again.final_loss) == (True, 2, 0, done.final_loss)
+    with pytest.raises(ConfigError, match=r"holds the output of another train job \(recipe.learning_rate: 0.002 -> "
+                                          r"0.001\); use another folder"):
         train(build_model(preset("vlora-tiny"), seed=0), tiny_recipe("pretrain", max_steps=2, learning_rate=1e-3),
               data_file, tmp_path, tmp_path / "out", progress=False)
-    with pytest.raises(ConfigError, match="holds checkpoints of an earlier run"):
-        train(build_model(preset("vlora-tiny"), seed=0), tiny_recipe("pretrain", max_steps=2), data_file, tmp_path,
-              tmp_path / "out", progress=False, resume=False)
+    with pytest.raises(ConfigError, match=r"another train job \(model.connector.rank: 4 -> 2\)"):
+        train(build_model(apply_overrides(preset("vlora-tiny"), ["connector.rank=2"]), seed=0),
+              tiny_recipe("pretrain", max_steps=2), data_file, tmp_path, tmp_path / "out", progress=False)
+    assert (tmp_path / "out" / "model" / "model.safetensors").read_bytes() == model_bytes  # nothing replaced
+    forced = train(build_model(preset("vlora-tiny"), seed=0), tiny_recipe("pretrain", max_steps=2, learning_rate=1e-3),
+                   data_file, tmp_path, tmp_path / "out", progress=False, force=True)
+    assert forced.steps_this_run == 2 and not forced.already_trained
 
 
 def test_accumulating_2x4_equals_one_batch_of_8(tmp_path, monkeypatch):
@@ -362,7 +373,7 @@ def test_exported_vlora_reloads_with_identical_logits(tmp_path):
     data_file = write_data(tmp_path, "finetune", n=4)
     model = build_model(preset("vlora-tiny"), seed=0)
     result = train(model, tiny_recipe("finetune", max_steps=3), data_file, tmp_path, tmp_path / "out", progress=True)
-    folder = export_official_vlora(model, tmp_path / "official")
+    folder, _ = export_official_vlora(model, tmp_path / "official")
     prompts = [model.prompt("What is shown?"), model.prompt("Say hi.", with_image=False)]
     pictures = [make_image(5), None]
     with torch.no_grad():

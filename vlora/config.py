@@ -276,6 +276,11 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if isinstance(self.connector, GeneratorConfig):
             self.connector.target_layers(self.llm.num_layers)  # validates placement against the LLM
+            widths = {self.llm.hidden_size} | {w for t, w in self.weight_widths.items() if t in self.connector.types}
+            _check(self.connector.rank <= min(widths),
+                   f"connector.rank {self.connector.rank} exceeds the rank the LLM's weights allow ({min(widths)}: "
+                   f"ΔW = B·Aᵀ of a {self.llm.hidden_size}-wide input and {'/'.join(map(str, sorted(widths)))}-wide "
+                   "outputs)")
 
     # --- derived facts: defined here once, read everywhere (generator, loaders, batch, FLOPs) ------
     @property

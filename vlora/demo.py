@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 
 from vlora.checkpoints import CheckpointReport, describe, load_model, official_vlora, save_model
 from vlora.model import build_model
+from vlora.output_folder import Job, OutputFolder, State
 from vlora.perceptual_weights import ExecutionMode
 from vlora.presets import preset
 
@@ -42,8 +43,13 @@ def _max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max())
 
 
-def run_demo(out: Path, seed: int = 0, device: torch.device | str = "cpu") -> DemoReport:
+def run_demo(out: Path, seed: int = 0, device: torch.device | str = "cpu", force: bool = False) -> DemoReport:
+    """The tour, its checkpoints written under `out` (claimed for the demo: a folder with other files or
+    another demo's output is refused unless `force`; the same demo's output is written again)."""
     out = Path(out)
+    folder = OutputFolder(out, Job("demo", {"seed": seed, "preset": preset("vlora-tiny").to_dict()}))
+    if folder.claim(force=force) is not State.NEW:
+        folder.redo()
     model = build_model(preset("vlora-tiny"), seed=seed, device=device).eval()
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # W_s starts at zero (the LLM unchanged); draw it so the image matters
@@ -74,5 +80,6 @@ def run_demo(out: Path, seed: int = 0, device: torch.device | str = "cpu") -> De
         agreement["delta vs factorized"] = _max_rel(loaded(single, mode="delta").logits, factorized)
         agreement["batched vs single"] = _max_rel(loaded(loaded.prepare(prompts, images)).logits[:1], factorized)
         agreement["reloaded vs original"] = _max_rel(model(single).logits, factorized)
+    folder.finish()
     return DemoReport(out=out, parameters=loaded.parameter_counts(), reports=reports, answers=answers,
                       agreement=agreement, seconds=seconds)

@@ -249,6 +249,8 @@ def build_model(config: ModelConfig, tokenizer=None, seed: int = 0, device: torc
     """A randomly initialised model of any kind (VLoRA, LLaVA-v1.5, Q-Former) from its config, built on
     `device` in `dtype` from a local generator seeded with `seed` (the global RNG is not touched)."""
     from vlora.initialization import initialize, materialize
+    from vlora.memory import check_fits, config_parameter_bytes
 
+    check_fits(config_parameter_bytes(config, dtype), device, "the model's parameters")
     model = materialize(MultimodalLM.from_config(config, tokenizer=tokenizer), device, dtype)
     return initialize(model, torch.Generator(device=device).manual_seed(seed))

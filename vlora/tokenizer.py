@@ -14,6 +14,7 @@ from pathlib import Path
 from vlora.errors import CheckpointError, ConfigError
 
 SPECIALS = ("<unk>", "<s>", "</s>")
+MAX_LEARNED_VOCAB = 1 << 20  # the BPE trainer allocates by the size asked for
 # Whole words get their own token so that the template and short answers tokenise compactly.
 TINY_WORDS = (
     "A chat between a curious user and an artificial intelligence assistant. The gives helpful, detailed, "
@@ -60,6 +61,9 @@ def train_tiny_tokenizer(texts: Iterable[str], vocab_size: int = 1024):
     byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
     if vocab_size <= len(SPECIALS) + len(byte_tokens):
         raise ConfigError(f"vocab_size {vocab_size} leaves no room for learned pieces (at least 260)")
+    if vocab_size > MAX_LEARNED_VOCAB:
+        raise ConfigError(f"vocab_size {vocab_size:,} is too large for a tokenizer learned from training texts "
+                          f"(at most {MAX_LEARNED_VOCAB:,})")
     bpe = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
     bpe.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first"), pre_tokenizers.Punctuation("isolated"),

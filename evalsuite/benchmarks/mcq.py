@@ -213,6 +213,7 @@ class CircularProtocol(MCQProtocol):
     """MMBench, CCBench: VLMEvalKit's `mcq_circular_eval` over the rotated copies of each question."""
 
     name = "circular"
+    headline_meaning = "accuracy in % under CircularEval: a question counts only when every rotation of its options is answered right"
 
     def identity_problem(self, table: pd.DataFrame, spec: BenchmarkSpec) -> str | None:
         """Circular groups need integer indices (VLMEvalKit asserts it), then the split check."""
@@ -242,6 +243,7 @@ class VanillaProtocol(MCQProtocol):
     """ScienceQA: VLMEvalKit's `mcq_vanilla_eval`, one pass per question."""
 
     name = "vanilla"
+    headline_meaning = "accuracy in % (one pass per question)"
 
     def score(self, df: pd.DataFrame, rules: str) -> Scored:
         return score_vanilla(df, rules)
@@ -260,6 +262,7 @@ class MMMUProtocol(VanillaProtocol):
     interleaves `<image N>` where it stands (`split_MMMU`)."""
 
     name = "mmmu"
+    headline_meaning = "accuracy in % (open questions as two-choice ones, one pass per question)"
 
     def value_problem(self, answer: Any, row: Mapping[str, Any]) -> str | None:
         if not options_of(row):

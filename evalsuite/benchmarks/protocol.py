@@ -64,6 +64,7 @@ class BenchmarkProtocol(ABC):
 
     name: ClassVar[str]  # the YAML's `protocol`
     type: ClassVar[str]  # VLMEvalKit's dataset TYPE: "MCQ" | "Y/N"
+    headline_meaning: ClassVar[str]  # what its headline numbers are, in one line for the user
     columns: ClassVar[tuple[str, ...]] = ()  # required beyond index, question, image (and answer)
 
     def required_columns(self, answers: bool) -> tuple[str, ...]:

@@ -159,6 +159,7 @@ class MMEProtocol(YesNoProtocol):
     """MME: `MME_rating` pairs the two questions of an image by `image_path`."""
 
     name = "mme"
+    headline_meaning = "per subtask acc + acc+ (both questions of an image right), in %, summed: perception (10 subtasks, at most 2000) and reasoning (4, at most 800)"
     columns = ("category", "image_path")
 
     def score(self, df: pd.DataFrame, rules: str) -> Scored:
@@ -182,6 +183,7 @@ class HallusionBenchProtocol(YesNoProtocol):
     """HallusionBench: `Hallusion_rating` groups by l2-category and the index's set / figure / question."""
 
     name = "hallusionbench"
+    headline_meaning = "aAcc (per question), fAcc (per figure), qAcc (per question pair) in %, and Avg their mean"
     columns = ("category", "l2-category")
 
     def score(self, df: pd.DataFrame, rules: str) -> Scored:

@@ -77,6 +77,16 @@ def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
+def written_by_the_tool(path: Path, md5: str) -> bool:
+    """Whether a TSV is the mini-suite's, as `data mini` (or the embedded default) wrote it: listed with this
+    md5 in its folder's marker (an edited copy is not)."""
+    try:
+        written = json.loads((path.parent / MARKER).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(written, dict) and written.get(path.name) == md5
+
+
 def _publish(staging: Path, out: Path, force: bool) -> None:
     """Move the staged files into `out`, replacing only the tool's own files (or any, with `force`);
     own files of an earlier suite that this one does not have are removed."""

@@ -35,6 +35,27 @@ def _why_not(folder: Path) -> str:
     return f"{folder}/config.json describes no supported multimodal layout ({', '.join(m.NAME for m in LAYOUTS)})"
 
 
+def checkpoints_inside(folder: Path, depth: int = 4, budget: int = 2000) -> list[Path]:
+    """Checkpoint folders below `folder` (a training or cache folder holds its models a few levels down);
+    at most `depth` levels and `budget` folders are looked at."""
+    import os
+
+    found: list[Path] = []
+    if not folder.is_dir():
+        return found
+    for root, dirs, files in os.walk(folder):
+        budget -= 1
+        here = Path(root)
+        level = len(here.relative_to(folder).parts)
+        if budget < 0 or level >= depth:
+            dirs[:] = []
+        dirs.sort()
+        if here != folder and (own.MANIFEST in files or "config.json" in files) and detect(here) is not None:
+            found.append(here)
+            dirs[:] = []
+    return found
+
+
 def load_model(folder: str | Path, vision_tower: str | Path | None = None, dtype: torch.dtype | None = None):
     """A `MultimodalLM` from any supported checkpoint folder."""
     layout = detect(folder)
@@ -51,8 +72,11 @@ def describe(folder: str | Path, vision_tower: str | Path | None = None) -> Chec
     except CheckpointError as e:  # a config file that cannot be read tells no layout
         return CheckpointReport(path=str(folder), kind="none", summary="unreadable checkpoint", problems=[str(e)])
     if layout is None:
+        inside = checkpoints_inside(folder)
+        notes = [f"checkpoints inside it: {', '.join(str(p) for p in inside[:5])}" + (" ..." if len(inside) > 5 else "")
+                 ] if inside else []
         return CheckpointReport(path=str(folder), kind="none", summary="not a checkpoint",
-                                problems=[_why_not(folder)])
+                                problems=[_why_not(folder)], notes=notes)
     try:
         return layout.describe(folder, vision_tower=vision_tower)
     except CheckpointError as e:

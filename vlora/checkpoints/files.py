@@ -18,6 +18,14 @@ INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 SINGLE_NAMES = ("model.safetensors", "pytorch_model.bin")
 
 
+def folder_fingerprint(folder: Path) -> dict:
+    """What identifies a checkpoint's content cheaply: its path and every weight file's size and modification
+    time (a retrained checkpoint at the same path is another one)."""
+    files = weight_files(Path(folder))
+    return {"path": str(Path(folder).resolve()),
+            "files": {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in files}}
+
+
 def weight_files(folder: Path) -> list[Path]:
     """The weight files of a folder, in a stable order; a clear error when there are none."""
     for name in INDEX_NAMES:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,7 +57,31 @@ def read_records(data_file: str | Path, image_dir: str | Path, stage: str) -> di
         columns["id"].append(str(rid))
         columns["image"].append(image)
         columns["turns"].append(turns)
+    check_images(columns["id"], columns["image"], data_file, image_dir)
     return columns
+
+
+def check_images(ids: Sequence[str], images: Sequence[str | None], data_file: Path, image_dir: Path) -> None:
+    """Every record's image lies inside `image_dir` (no absolute path, no `..` that leaves it; symlinks
+    inside are followed as the user set them) and exists; all records are checked before any training, and
+    the bad ones are counted and the first named."""
+    if not image_dir.is_dir():
+        raise InputError(f"--images {image_dir} is not a folder")
+    outside, missing = [], []
+    root = os.path.normpath(os.path.abspath(image_dir))
+    for index, (rid, image) in enumerate(zip(ids, images, strict=True)):
+        if image is None:
+            continue
+        path = os.path.normpath(os.path.join(root, image))
+        if os.path.isabs(image) or os.path.commonpath([root, path]) != root:
+            outside.append((index, rid, image))
+        elif not os.path.isfile(path):
+            missing.append((index, rid, image))
+    for bad, what in ((outside, f"name images outside --images {image_dir}"), (missing, "name image files that do not exist")):
+        if bad:
+            index, rid, image = bad[0]
+            raise InputError(f"{data_file}: {len(bad)} of {len(ids)} records {what} (first: record {index} (id {rid!r}): "
+                             f"{image})")
 
 
 def read_json_records(data_file: Path) -> list:
@@ -97,11 +122,8 @@ def _check_record(record: Any, index: int, rid: Any, data_file: Path, image_dir:
         raise fail(f"a {stage} record is one human / gpt pair (a caption), got {len(conversations)} turns")
 
     image = record.get("image")
-    if image is not None:
-        if not isinstance(image, str) or not image:
-            raise fail(f"'image' must be one file path, got {image!r} (one image per sample)")
-        if not (image_dir / image).is_file():
-            raise fail(f"image file {image_dir / image} does not exist")
+    if image is not None and (not isinstance(image, str) or not image):
+        raise fail(f"'image' must be one file path, got {image!r} (one image per sample)")
     counts = [turn["value"].count(IMAGE_PLACEHOLDER) for turn in conversations]
     expected = [1 if image is not None else 0] + [0] * (len(counts) - 1)
     if counts != expected:
@@ -205,7 +227,7 @@ def load_training_data(data_file: str | Path, image_dir: str | Path, tokenizer, 
 
     if cache_file.is_file():  # same bytes, same tokenizer: the records were checked when it was written
         dataset = datasets.Dataset.from_file(str(cache_file))
-        _check_images_exist(dataset, data_file, image_dir)
+        check_images(dataset["id"], dataset["image"], data_file, image_dir)
         return TrainingData(dataset, data_file, image_dir, fingerprint, cache_file, from_cache=True)
 
     columns = read_records(data_file, image_dir, stage)
@@ -228,12 +250,6 @@ def load_training_data(data_file: str | Path, image_dir: str | Path, tokenizer, 
             tokenize_batch, batched=True, remove_columns=["turns"], cache_file_name=str(cache_file),
             new_fingerprint=fingerprint, load_from_cache_file=True, desc=f"tokenising {data_file.name}")
     return TrainingData(dataset, data_file, image_dir, fingerprint, cache_file, from_cache=False)
-
-
-def _check_images_exist(dataset, data_file: Path, image_dir: Path) -> None:
-    for index, (rid, image) in enumerate(zip(dataset["id"], dataset["image"], strict=True)):
-        if image is not None and not (image_dir / image).is_file():
-            raise _fail(data_file, index, rid, f"image file {image_dir / image} does not exist")
 
 
 @contextmanager

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pickle
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -28,12 +29,20 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from vlora.errors import ConfigError
+from vlora.errors import CheckpointError, ConfigError
+from vlora.output_folder import Job, OutputFolder, State
 from vlora.perceptual_weights import recompute_context
 from vlora.prompting import IGNORE_INDEX
-from vlora.training.data import ImageBatchCollator, TrainingData, load_training_data
+from vlora.training.data import ImageBatchCollator, load_training_data
 from vlora.training.recipe import TrainingRecipe
-from vlora.training.resume import CheckpointFolder, StepLog, check_resumable, private_rng, run_state
+from vlora.training.resume import (
+    Checkpoint,
+    CheckpointFolder,
+    StepLog,
+    check_resumable,
+    job_identity,
+    private_rng,
+)
 
 LOG_FILE = "train_log.jsonl"
 
@@ -50,6 +59,7 @@ class TrainResult:
     model_dir: Path  # the trained model, in the project's own layout
     log_file: Path
     checkpoints: tuple[Path, ...]
+    already_trained: bool = False  # the output folder held this job's finished training: nothing ran
 
 
 # --- small pieces ---------------------------------------------------------------------------------
@@ -206,16 +216,18 @@ class _Progress:
 
 # --- the run --------------------------------------------------------------------------------------
 def train(model, recipe: TrainingRecipe, data_file: str | Path, image_dir: str | Path, out_dir: str | Path, *,
-          progress: bool = True, resume: bool = True, cache_dir: str | Path | None = None,
-          device: torch.device | str = "cpu") -> TrainResult:
+          progress: bool = True, resume: bool = True, force: bool = False, cache_dir: str | Path | None = None,
+          device: torch.device | str = "cpu", start: str = "the model given", say: Callable[[str], None] = print
+          ) -> TrainResult:
     """Train `model` (a MultimodalLM, in place) for one stage; return what the run did.
 
     out_dir receives train_log.jsonl, checkpoints/step-N (every `recipe.save_every` steps), cache/
-    (the tokenised data, unless `cache_dir` is given) and model/ (the trained model, own layout).
-    With `resume`, the newest checkpoint of out_dir is continued exactly; without, an out_dir that
-    holds checkpoints is refused. `device` is where it trains (the placement's; under torchrun each
-    process's own GPU). The caller's global RNG is left as it was; on
-    return the model is in eval mode with activation checkpointing off.
+    (the tokenised data, unless `cache_dir` is given) and model/ (the trained model, own layout). out_dir
+    is claimed for this job (vlora/output_folder.py; `start` says where the model came from): the same
+    job's unfinished output resumes from its newest intact checkpoint (exactly; `resume=False` starts it
+    over), its finished output is left as it is (nothing to do), anything else is refused unless `force`.
+    `device` is where it trains (the placement's; under torchrun each process's own GPU). The caller's
+    global RNG is left as it was; on return the model is in eval mode with activation checkpointing off.
     """
     from transformers import get_cosine_schedule_with_warmup
 
@@ -226,9 +238,17 @@ def train(model, recipe: TrainingRecipe, data_file: str | Path, image_dir: str |
         raise ConfigError(f"training recipe: max_length {recipe.max_length} exceeds the LLM's {positions} positions; "
                           f"set max_length to at most {positions}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    identity = job_identity(model.config, model.tokenizer, recipe, Path(data_file), start)
     accelerator = _accelerator(recipe, torch.device(device))
     ga, main = recipe.gradient_accumulation_steps, accelerator.is_main_process
+    folder = OutputFolder(out, Job("train", identity))
+    with accelerator.main_process_first():
+        state = folder.claim(force=force, restart=not resume)
+    checkpoints = CheckpointFolder(out / "checkpoints")
+    if state is State.FINISHED:
+        say(f"{out} holds this job's finished training; nothing to do (--force trains it again)")
+        return finished_result(out, tuple(checkpoints.all()))
+    begin = _resume_point(checkpoints, identity, say) if state is State.RESUME else None
     with accelerator.main_process_first():
         data = load_training_data(
             data_file, image_dir, model.tokenizer, recipe.stage, max_length=recipe.max_length,
@@ -241,13 +261,6 @@ def train(model, recipe: TrainingRecipe, data_file: str | Path, image_dir: str |
         raise ConfigError(f"{data.data_file} has {len(data)} records, fewer than one optimizer step takes "
                           f"(batch_size {recipe.batch_size} x accumulation {ga} x {accelerator.num_processes} processes)")
     total = recipe.max_steps or recipe.epochs * sampler.steps_per_epoch
-    checkpoints = CheckpointFolder(out / "checkpoints")
-    start = checkpoints.latest() if resume else None
-    if not resume and checkpoints.all():
-        raise ConfigError(f"{checkpoints.folder} holds checkpoints of an earlier run; resume it or use a new output folder")
-    expected = run_state(recipe, data.fingerprint, model.config.kind)
-    if start is not None:
-        check_resumable(start, expected)
 
     model.set_trainable(recipe.trains)
     optimizer = torch.optim.AdamW(parameter_groups(model, recipe.weight_decay), lr=recipe.learning_rate)
@@ -258,26 +271,60 @@ def train(model, recipe: TrainingRecipe, data_file: str | Path, image_dir: str |
     with private_rng(recipe.seed), activation_checkpointing(model.llm, recipe.gradient_checkpointing):
         prepared, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
         step = 0
-        if start is not None:
-            accelerator.load_state(str(start.path))
-            step = start.step
+        if begin is not None:
+            _load_state(accelerator, begin)
+            step = begin.step
         prepared.train()
-        result = _run_steps(accelerator, prepared, optimizer, scheduler, loader, sampler, data, recipe, out,
+        result = _run_steps(accelerator, prepared, optimizer, scheduler, loader, sampler, recipe, out, identity,
                             step, total, progress and main)
         model = accelerator.unwrap_model(prepared, keep_fp32_wrapper=False)
         model.eval()
     if main:
         save_model(model, out / "model")
+        folder.finish(steps=result.steps)
     accelerator.wait_for_everyone()
-    return dataclasses.replace(result, resumed_from=start.step if start else None,
+    return dataclasses.replace(result, resumed_from=begin.step if begin else None,
                                checkpoints=tuple(checkpoints.all()))
 
 
-def _run_steps(accelerator, model, optimizer, scheduler, loader, sampler: StepBatchSampler, data: TrainingData,
-               recipe: TrainingRecipe, out: Path, step: int, total: int, show_progress: bool) -> TrainResult:
+def _resume_point(checkpoints: CheckpointFolder, identity: dict, say: Callable[[str], None]) -> Checkpoint | None:
+    """The newest intact checkpoint of this job (None: start at step 0); damaged newer ones are named and
+    passed over; damaged ones and no intact one are refused (the run would not resume, it would restart)."""
+    begin, problems = checkpoints.latest_intact()
+    for problem in problems:
+        say(f"damaged checkpoint {problem}; " + (f"resuming from the intact {begin.path.name} instead"
+                                                 if begin is not None else "no intact checkpoint before it"))
+    if problems and begin is None:
+        raise ConfigError(f"no intact checkpoint to resume in {checkpoints.folder} ({problems[0]}); start over with "
+                          "--no-resume")
+    if begin is not None:
+        check_resumable(begin, identity)
+    return begin
+
+
+def _load_state(accelerator, checkpoint: Checkpoint) -> None:
+    try:
+        accelerator.load_state(str(checkpoint.path))
+    except (RuntimeError, OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as e:
+        raise CheckpointError(f"{checkpoint.path} cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                              "start over with --no-resume") from None
+
+
+def finished_result(out: Path, checkpoints: tuple[Path, ...]) -> TrainResult:
+    """What a finished run did, read from its log (nothing is trained)."""
+    from vlora.training.resume import read_log
+
+    log = read_log(out / LOG_FILE) if (out / LOG_FILE).is_file() else []
+    last = log[-1] if log else {}
+    return TrainResult(final_loss=last.get("loss", float("nan")), steps=last.get("step", 0), steps_this_run=0,
+                       resumed_from=None, seconds=0.0, samples_per_second=0.0, tokens_per_second=0.0,
+                       model_dir=out / "model", log_file=out / LOG_FILE, checkpoints=checkpoints, already_trained=True)
+
+
+def _run_steps(accelerator, model, optimizer, scheduler, loader, sampler: StepBatchSampler, recipe: TrainingRecipe,
+               out: Path, identity: dict, step: int, total: int, show_progress: bool) -> TrainResult:
     ga, main = recipe.gradient_accumulation_steps, accelerator.is_main_process
     checkpoints = CheckpointFolder(out / "checkpoints")
-    state = run_state(recipe, data.fingerprint, accelerator.unwrap_model(model).config.kind)
     log = StepLog(out / LOG_FILE, step, write=main)
     bar = _Progress(show_progress, total, step)
     first, since_log, final_loss = step, [], log.last_loss
@@ -301,7 +348,7 @@ def _run_steps(accelerator, model, optimizer, scheduler, loader, sampler: StepBa
                     log.write(_log_record(step, step / sampler.steps_per_epoch, since_log, seconds))
                     since_log = []
                 if recipe.save_every and step % recipe.save_every == 0:
-                    checkpoints.save(accelerator, step, state, recipe.keep_checkpoints)
+                    checkpoints.save(accelerator, step, identity, recipe.keep_checkpoints)
                 bar.update(step, final_loss, run_tokens / max(seconds, 1e-9))
                 if step >= total:
                     break

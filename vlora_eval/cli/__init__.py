@@ -16,8 +16,9 @@ import typer
 from vlora_eval.cli import evaluation, training
 
 HELP = ("Evaluate and cost multimodal LLMs that see through their weights (VLoRA).\n\n"
-        "Exit codes: 0 done; 1 `inspect` found no readable checkpoint; 2 bad input (one line says what); "
-        "130 interrupted (run the same command again to resume).")
+        "Exit codes: 0 done; 1 `inspect` found no readable checkpoint; 2 bad input or too little memory (one line "
+        "says what); 3 the disk refused a write (read-only, full, not permitted; one line names the path; the same "
+        "command resumes once it is fixed); 130 interrupted (run the same command again to resume).")
 COMMANDS = (evaluation.inspect, evaluation.generate, evaluation.models, evaluation.run, evaluation.score,
             evaluation.merge, evaluation.flops, evaluation.demo, training.train, training.export, training.sweep,
             training.report)

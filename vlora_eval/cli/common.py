@@ -3,6 +3,7 @@ resolved at the edge, and the note / warning lines."""
 
 from __future__ import annotations
 
+import errno
 import functools
 from enum import Enum
 from pathlib import Path
@@ -42,21 +43,61 @@ def warn(message: str) -> None:
     Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
+EXIT_INPUT, EXIT_DISK, EXIT_INTERRUPTED = 2, 3, 130
+DISK_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO, errno.EFBIG,
+               errno.EMFILE, errno.ENFILE, errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR}
+# A user's runs, sweeps and report go here by default: outside a checkout's committed results/, which only the
+# project's own regeneration commands write (with --results results / --out results/...)
+RESULTS = Path("vlora-eval-results")
+OUTPUT_OPTIONS = ("results", "out", "clip_out", "plot")  # where a command writes, named when the system does not
+
+
+def _error(message: str) -> None:
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def disk_message(e: OSError, kwargs: dict) -> str:
+    """One line: the path (the system's, else the command's output folder), what the errno means, and that the
+    same command resumes once the disk is fixed."""
+    where = e.filename or next((f"under {kwargs[k]}" for k in OUTPUT_OPTIONS if kwargs.get(k) is not None), None)
+    name = errno.errorcode.get(e.errno, "") if e.errno is not None else ""
+    return (f"cannot write {where or 'a file'}: {e.strerror or e} ({name}); what was written before is kept: fix the disk "
+            "(free space, permissions, a writable folder) and run the same command again to resume")
+
+
 def user_errors(command):
-    """Print a `VLoRAEvalError` as one line and exit 2; an interrupt exits 130 without a traceback."""
+    """Print a `VLoRAEvalError` as one line and exit 2; a disk or permission error (read-only, full, not
+    allowed) as one line and exit 3; running out of memory as one line and exit 2; an interrupt exits 130
+    without a traceback."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        import torch
+
         from vlora.errors import VLoRAEvalError
 
         try:
             return command(*args, **kwargs)
         except VLoRAEvalError as e:
-            Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            _error(str(e))
+            raise typer.Exit(EXIT_INPUT) from None
         except KeyboardInterrupt:
             Console(stderr=True).print("[bold yellow]interrupted:[/] what was written is kept; run the same "
                                        "command again to resume", highlight=False, soft_wrap=True)
-            raise typer.Exit(130) from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except OSError as e:
+            if e.errno not in DISK_ERRNOS:
+                raise
+            _error(disk_message(e, kwargs))
+            raise typer.Exit(EXIT_DISK) from None
+        except (MemoryError, torch.OutOfMemoryError) as e:
+            _error(f"out of memory ({type(e).__name__}): use a smaller model, --batch-size, or another --device")
+            raise typer.Exit(EXIT_INPUT) from None
+        except RuntimeError as e:
+            if "can't allocate memory" not in str(e) and "out of memory" not in str(e).lower():
+                raise
+            _error(f"out of memory ({str(e).splitlines()[0][:160]}): use a smaller model, --batch-size, or another "
+                   "--device")
+            raise typer.Exit(EXIT_INPUT) from None
     return wrapper
 
 

@@ -15,6 +15,7 @@ from vlora.config import ExecutionMode
 from vlora_eval.cli import views
 from vlora_eval.cli.common import (
     PAPER_RULES,
+    RESULTS,
     Device,
     DType,
     Dtype,
@@ -104,7 +105,7 @@ def generate(
                           "execution": adapter.run_stats()}))
     else:
         console.print(answer, highlight=False)
-        views.embedded_caveat(embedded, False)
+        views.embedded_caveat(checkpoint if embedded else None, answer=True)
 
 
 @user_errors
@@ -160,7 +161,7 @@ def run(
                            ] = AnswerMode.GENERATE,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
     mode: Mode = ExecutionMode.AUTO,
-    results: Annotated[Path, typer.Option(help="Results root.")] = Path("results"),
+    results: Annotated[Path, typer.Option(help="Results root.")] = RESULTS,
     run_name: Annotated[str | None, typer.Option(help="Folder name under the results root (default: model).")] = None,
     fresh: Annotated[bool, typer.Option(help="Discard earlier predictions of this run (default: resume).")] = False,
     device: Device = "auto",
@@ -196,27 +197,38 @@ def run(
     out = []
     for benchmark_data in loaded:
         result = run_benchmark(adapter, benchmark_data, options, str(checkpoint) if checkpoint else None)
+        level = chance_of(benchmark_data, options.rules) if result.report is not None else None
+        meaning = benchmark_data.spec.handler.headline_meaning
         out.append({"benchmark": benchmark_data.spec.name, "folder": str(result.folder), "complete": result.complete,
                     "rows": result.total, "present": result.present, "predicted_now": result.predicted,
                     "failures": result.failures, "seconds": round(result.seconds, 2), "notes": result.notes,
                     "embedded": {"model": embedded, "data": benchmark_data.embedded},
-                    "scores": result.report.to_dict() if result.report else None})
+                    "checkpoint": str(checkpoint) if checkpoint else None,
+                    "scores": result.report.to_dict() if result.report else None, "headline_meaning": meaning,
+                    "chance": level})
         for note in result.notes:
             warn(note)
         if as_json:
             continue
         if result.report is not None:
-            views.score_report(result.report, f"{adapter.card.name} · {benchmark_data.spec.name}")
+            views.score_report(result.report, f"{adapter.card.name} · {benchmark_data.spec.name}", meaning, level)
         elif result.complete:
             console.print(f"{benchmark_data.spec.name} has no answers: submit {result.paths['predictions']} "
                           "to the official evaluation server")
         else:
             console.print(f"{benchmark_data.spec.name}: {result.present} of {result.total} rows predicted; the other "
                           "shards still run, or use `vlora-eval merge` to score what is there")
-        views.embedded_caveat(embedded, benchmark_data.embedded)
+        views.embedded_caveat(checkpoint if embedded else None, benchmark_data.embedded)
         console.print(f"outputs in [bold]{result.folder}[/]")
     if as_json:
         print(json.dumps(out, indent=2))
+
+
+def chance_of(data, rules: str) -> dict[str, float]:
+    """The benchmark's chance level (random answers, scored by its own rules) to print beside a score."""
+    from evalsuite.baselines import chance, draws_for
+
+    return chance(data, rules, draws=draws_for(len(data.table)))
 
 
 @user_errors
@@ -232,13 +244,13 @@ def score(
     from evalsuite.scoring import read_predictions, score_predictions
 
     benchmark_data = _benchmark_data(bench, data_dir, data, check_images=False)
-    report = score_predictions(benchmark_data.spec, benchmark_data.table, read_predictions(predictions),
-                               Rules(rules).value, source=str(predictions))
-    for note in report.notes:
-        if "predictions are empty" in note:
-            warn(note)
+    table, read_notes = read_predictions(predictions)
+    report = score_predictions(benchmark_data.spec, benchmark_data.table, table, Rules(rules).value,
+                               source=str(predictions))
+    for note in read_notes + [n for n in report.notes if "predictions are empty" in n]:
+        warn(note)
     if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps({**report.to_dict(), "notes": read_notes + report.notes}, indent=2))
     else:
         views.score_report(report, f"{predictions} · {benchmark_data.spec.name}")
 
@@ -247,7 +259,7 @@ def score(
 def merge(
     bench: Annotated[str, typer.Option(help="Benchmark: VLMEvalKit name or alias.")],
     run_name: Annotated[str, typer.Option(help="The run's folder name under the results root.")],
-    results: Annotated[Path, typer.Option(help="Results root.")] = Path("results"),
+    results: Annotated[Path, typer.Option(help="Results root.")] = RESULTS,
     data_dir: Annotated[Path | None, typer.Option(help="Folder of the TSVs.")] = None,
     data: Annotated[Path | None, typer.Option(help="The benchmark TSV.")] = None,
     rules: Annotated[Rules, typer.Option(help="Answer extraction rules.")] = PAPER_RULES,
@@ -336,6 +348,8 @@ def flops(
 def demo(
     out: Annotated[Path, typer.Option(help="Where the tiny checkpoints are written.")] = Path("out/demo"),
     seed: Annotated[int, typer.Option()] = 0,
+    force: Annotated[bool, typer.Option(help="Write into an --out that holds other files or another demo's "
+                                        "(only vlora-eval's own files there are deleted).")] = False,
     device: Device = "auto",
     threads: Threads = None,
 ) -> None:
@@ -346,6 +360,6 @@ def demo(
     check_folder_option(out, "--out")
     placement = resolve_placement(device, DType.FLOAT32, threads)
     with console.status("building, saving, reloading and running a tiny VLoRA"):
-        result = run_demo(out, seed, placement.device)
+        result = run_demo(out, seed, placement.device, force=force)
     views.demo_report(result)
 

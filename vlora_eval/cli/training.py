@@ -11,6 +11,7 @@ import typer
 
 from vlora_eval.cli import views
 from vlora_eval.cli.common import (
+    RESULTS,
     Device,
     DType,
     Dtype,
@@ -35,7 +36,10 @@ def train(
     out: Annotated[Path, typer.Option(help="Output folder: train_log.jsonl, checkpoints/, model/.")],
     init: Annotated[Path | None, typer.Option(help="Start from this checkpoint (needed for the 7B names).")] = None,
     set_: Sets = None,
-    resume: Annotated[bool, typer.Option(help="Continue the newest checkpoint in --out (exactly).")] = True,
+    resume: Annotated[bool, typer.Option(help="Continue this job's newest intact checkpoint in --out (exactly); "
+                                         "--no-resume starts it over.")] = True,
+    force: Annotated[bool, typer.Option(help="Use an --out that holds other files or another job's output (only "
+                                        "vlora-eval's own files there are deleted).")] = False,
     device: Device = "auto",
     threads: Threads = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
@@ -48,12 +52,13 @@ def train(
     check_folder_option(out, "--out")
     placement = resolve_placement(device, DType.FLOAT32, threads)
     result, tokenizer = train_stage(model, stage, data, images, out, init=init, overrides=set_ or (),
-                                    placement=placement, progress=not as_json, resume=resume, say=say)
+                                    placement=placement, progress=not as_json, resume=resume, force=force, say=say)
     summary = {"model": model, "stage": stage, "steps": result.steps, "resumed_from": result.resumed_from,
                "final_loss": result.final_loss, "seconds": round(result.seconds, 2),
                "samples_per_second": round(result.samples_per_second, 2),
                "tokens_per_second": round(result.tokens_per_second, 1), "model_dir": str(result.model_dir),
-               "log": str(result.log_file), "tokenizer": tokenizer, "placement": placement.describe()}
+               "log": str(result.log_file), "tokenizer": tokenizer, "placement": placement.describe(),
+               "already_trained": result.already_trained}
     if as_json:
         print(json.dumps(summary, indent=2))
         return
@@ -65,13 +70,20 @@ def export(
     checkpoint: Annotated[Path, typer.Argument(help="A VLoRA checkpoint (e.g. the model/ folder `train` wrote).")],
     out: Annotated[Path, typer.Option(help="Folder for the official release layout.")],
     clip_out: Annotated[Path | None, typer.Option(help="Folder for its CLIP tower (default: <out>-clip).")] = None,
+    force: Annotated[bool, typer.Option(help="Write into folders that hold other files or another export (only "
+                                        "vlora-eval's own files there are deleted).")] = False,
 ) -> None:
     """Write a VLoRA checkpoint in the official release layout (FeipengMa6/VLoRA), CLIP beside it."""
     from vlora.checkpoints import load_model
+    from vlora.checkpoints.files import folder_fingerprint
     from vlora.training import export_official_vlora
 
     check_folder_option(out, "--out")
-    folder = export_official_vlora(load_model(checkpoint), out, clip_out)
+    model = load_model(checkpoint)
+    folder, already = export_official_vlora(model, out, clip_out, source=folder_fingerprint(checkpoint), force=force)
+    if already:
+        console.print(f"{folder} already holds this export (nothing written; --force writes it again)")
+        return
     console.print(f"wrote the official VLoRA layout to [bold]{folder}[/]; inspect it with vlora-eval inspect {folder}")
 
 
@@ -82,7 +94,9 @@ def sweep(
     set_: Sets = None,
     shard: Annotated[str | None, typer.Option(help="i/n: this process's share of the jobs (default: RANK/WORLD_SIZE "
                                               "under torchrun or accelerate launch, else all).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: results/sweeps/<name>).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: vlora-eval-results/sweeps/<name>).")] = None,
+    force: Annotated[bool, typer.Option(help="Redo jobs whose output was written for another plan (the config "
+                                        "changed); only the sweep's own files are replaced.")] = False,
     device: Device = "auto",
     dtype: Dtype = DType.AUTO,
     threads: Threads = None,
@@ -97,13 +111,15 @@ def sweep(
 
     plan = load_sweep(config, set_ or ())
     placement = resolve_placement(device, dtype, threads)
-    out = out or Path("results") / "sweeps" / plan.name
+    given = out
+    out = out or RESULTS / "sweeps" / plan.name
     check_folder_option(out, "--out")
     records = run_sweep(plan, out, placement=placement, shard=parse_shard(shard) if shard else placement.process.shard,
-                        progress=not as_json, say=say)
+                        progress=not as_json, force=force, say=say)
     written = {}
     if len(records) == len(plan.jobs):
-        command = f"vlora-eval sweep {config}" + "".join(f" --set {s}" for s in set_ or ())
+        command = (f"vlora-eval sweep {config}" + (f" --out {given}" if given else "")
+                   + "".join(f" --set {s}" for s in set_ or ()))
         written = sweep_table.write(plan, records, out, command)
     else:
         say(f"{len(records)} of {len(plan.jobs)} jobs are done; the table is written when all are")
@@ -117,7 +133,8 @@ def sweep(
 
 @user_errors
 def report(
-    results: Annotated[Path, typer.Option(help="The results folder to assemble.")] = Path("results"),
+    results: Annotated[Path, typer.Option(help="The results folder to assemble (the project's committed one: "
+                                          "--results results).")] = RESULTS,
     out: Annotated[Path | None, typer.Option(help="The report file (default: <results>/report.md).")] = None,
 ) -> None:
     """One markdown report of results/: Table 1 (GFLOPs; our scores where runs exist), Tables 2-5 ours

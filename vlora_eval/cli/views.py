@@ -3,6 +3,8 @@ options and calls; this module only prints)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.table import Column, Table
 
@@ -31,11 +33,15 @@ def checkpoint_report(report) -> None:
         console.print("[green]no problems found[/]")
 
 
-def score_report(report, title: str) -> None:
+def score_report(report, title: str, meaning: str | None = None, chance: dict[str, float] | None = None) -> None:
+    """The headline (what it means, and chance beside it when known), the full table, the notes."""
     console.print(f"[bold]{title}[/]  (extraction rules {report.rules}, answer mode {report.answer_mode}; "
                   f"{report.scored_rows} rows scored, {report.missing_rows} missing)", highlight=False)
+    if meaning:
+        console.print(f"  headline: {meaning}", highlight=False)
     for name, value in report.headline.items():
-        console.print(f"  {name}: [bold green]{value:.2f}[/]", highlight=False)
+        beside = f"   (chance: {chance[name]:.2f}, random answers scored the same way)" if chance and name in chance else ""
+        console.print(f"  {name}: [bold green]{value:.2f}[/]{beside}", highlight=False)
     frame = report.table.set_index(report.table.columns[0]) if "split" in report.table else report.table
     if frame.shape[1] > frame.shape[0]:  # wide (many categories): one row per column instead
         frame = frame.T
@@ -123,6 +129,10 @@ def mini_suite(paths: dict, seed: int, scale: int, out) -> None:
 
 
 def train_report(summary: dict) -> None:
+    if summary["already_trained"]:
+        console.print(f"{summary['model']} · {summary['stage']}: already trained ({summary['steps']} steps, final loss "
+                      f"{summary['final_loss']:.4f}); model in [bold]{summary['model_dir']}[/]", highlight=False)
+        return
     resumed = f" (resumed from step {summary['resumed_from']})" if summary["resumed_from"] else ""
     console.print(f"{summary['model']} · {summary['stage']}: {summary['steps']} steps{resumed}, final loss "
                   f"[bold]{summary['final_loss']:.4f}[/], {summary['samples_per_second']:.1f} samples/s, "
@@ -130,10 +140,14 @@ def train_report(summary: dict) -> None:
     console.print(f"model in [bold]{summary['model_dir']}[/] (own layout), log in {summary['log']}")
 
 
-def embedded_caveat(model: bool, data: bool) -> None:
-    """Say plainly when a score is of the embedded tiny model or on the embedded mini-suite."""
-    parts = [part for part, used in (("the embedded tiny model (not a real checkpoint)", model),
+def embedded_caveat(model: Path | None, data: bool = False, answer: bool = False) -> None:
+    """Say plainly when a score (or an answer) is of the embedded tiny model (at `model`) or on the embedded
+    mini-suite, and what replaces each."""
+    parts = [part for part, used in ((f"the embedded tiny model (not a real checkpoint; it is at {model})", model),
                                       ("the embedded mini-suite (synthetic, not the real benchmark)", data)) if used]
-    if parts:
-        console.print(f"[bold yellow]embedded:[/] these numbers are of {' on '.join(parts)}: they check the "
-                      "pipeline; give --checkpoint and --data-dir (or $LMUData) for real ones", highlight=False)
+    if not parts:
+        return
+    instead = " and ".join(how for how, used in (("--checkpoint", model), ("--data-dir (or $LMUData)", data)) if used)
+    what = "this answer is" if answer else "these scores are"
+    console.print(f"[bold yellow]embedded:[/] {what} of {' on '.join(parts)}; give {instead} for real ones",
+                  highlight=False)

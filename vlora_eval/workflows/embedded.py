@@ -23,6 +23,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from vlora.atomic import write_json_atomic
 from vlora.errors import ConfigError
 from vlora.placement import Placement
 from vlora.schema import to_data
@@ -178,9 +179,8 @@ def trained_model(name: str, *, placement: Placement, progress: bool = True,
             data = TrainingSet.folder(suite / "train", list(current.stages))
             _, tokenizer = train_plan(current, data, folder, placement=placement, label=f"the embedded {name}",
                                       progress=progress, say=say)
-            (folder / DONE).write_text(json.dumps({"model": name, "plan": current.to_dict(), "tokenizer": tokenizer,
-                                                   "mini_suite": str(suite), "placement": placement.describe()},
-                                                  indent=2))
+            write_json_atomic(folder / DONE, {"model": name, "plan": current.to_dict(), "tokenizer": tokenizer,
+                                              "mini_suite": str(suite), "placement": placement.describe()})
     return final
 
 

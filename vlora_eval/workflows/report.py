@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+from vlora.atomic import write_text_atomic
 from vlora.connector_kinds import KINDS
 from vlora.paper import paper_table, paper_tables
 
@@ -88,7 +89,7 @@ def sweep_sections(results: Path, out_dir: Path) -> list[str]:
     for name, label in SWEEPS:
         table = results / "sweeps" / name / "table.md"
         if not table.is_file():
-            lines += [f"## {label}", "", f"Not run yet: `vlora-eval sweep {name}`.", ""]
+            lines += [f"## {label}", "", f"Not run yet: `vlora-eval sweep {name} --out {results / 'sweeps' / name}`.", ""]
             continue
         body = table.read_text(encoding="utf-8").splitlines()
         title = body[0].lstrip("# ")
@@ -114,12 +115,12 @@ def measured_sections(results: Path, out_dir: Path) -> list[str]:
     return [*lines, ""]
 
 
-def build_report(results: Path = Path("results"), out: Path | None = None) -> Path:
+def build_report(results: Path, out: Path | None = None) -> Path:
     out = out or results / "report.md"
     out_dir = out.parent
     lines = ["# vlora-eval report: the paper's Tables 1-5 and Figure 4, ours beside theirs", "",
-             "Regenerate: `vlora-eval report` (it reads `results/`; each section names the command that wrote "
-             "its numbers).", ""]
+             f"Regenerate: `vlora-eval report --results {results}` (it reads `{results}/`; each section names the "
+             "command that wrote its numbers).", ""]
     lines += table1(results, out_dir)
     lines += sweep_sections(results, out_dir)
     figure = results / "flops" / "figure4.png"
@@ -127,5 +128,5 @@ def build_report(results: Path = Path("results"), out: Path | None = None) -> Pa
               f"![Figure 4]({os.path.relpath(figure, out_dir)})" if figure.is_file()
               else "Not drawn yet: `vlora-eval flops --text-len 32 --count --plot results/flops`.", ""]
     lines += measured_sections(results, out_dir)
-    out.write_text("\n".join(lines), encoding="utf-8")
+    write_text_atomic(out, "\n".join(lines))
     return out

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from vlora.atomic import write_text_atomic
 from vlora.paper import paper_table, paper_tables
 from vlora_eval.workflows.sweeps import Sweep, chance_levels
 
@@ -135,5 +136,5 @@ def write(sweep: Sweep, records: list[dict], out: Path, command: str) -> dict[st
     table = table.assign(chance=[chance[b][m] for b, m in zip(table["benchmark"], table["metric"], strict=True)])
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "table.csv", index=False)
-    (out / "table.md").write_text(markdown(sweep, table, command, chance), encoding="utf-8")
+    write_text_atomic(out / "table.md", markdown(sweep, table, command, chance))
     return {"csv": out / "table.csv", "markdown": out / "table.md", "plots": plots(sweep, table, out, chance)}

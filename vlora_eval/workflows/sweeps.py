@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from vlora.atomic import write_json_atomic
 from vlora.errors import ConfigError
 from vlora.placement import Placement
 
@@ -206,19 +207,43 @@ def mine(sweep: Sweep, shard: tuple[int, int]) -> list[Job]:
 
 
 def run_sweep(sweep: Sweep, out: Path, *, placement: Placement, shard: tuple[int, int] = (0, 1),
-              progress: bool = True, say: Callable[[str], None] = print) -> list[dict]:
+              progress: bool = True, force: bool = False, say: Callable[[str], None] = print) -> list[dict]:
     """Train and evaluate this shard's jobs that are not done, on the placement; return every finished
-    job's record."""
-    todo = [job for job in mine(sweep, shard) if not (job_folder(out, job) / DONE).is_file()]
+    job's record. A job done for another plan (the config changed since) is refused, or with `force` redone
+    (deleting only the sweep's own files of that job)."""
+    todo = [job for job in mine(sweep, shard) if not _done(job, job_folder(out, job), force)]
     say(f"sweep {sweep.name}: {len(sweep.jobs)} jobs, {len(mine(sweep, shard)) - len(todo)} of this shard's done, "
         f"{len(todo)} to run on {placement.device} ({str(placement.dtype).removeprefix('torch.')} evaluation)")
     for number, job in enumerate(todo, 1):
         say(f"[{number}/{len(todo)}] {sweep.name} · {job.key}")
-        run_job(sweep, job, job_folder(out, job), placement=placement, progress=progress, say=say)
+        run_job(sweep, job, job_folder(out, job), placement=placement, progress=progress, force=force, say=say)
     return finished(sweep, out)
 
 
-def run_job(sweep: Sweep, job: Job, folder: Path, *, placement: Placement, progress: bool,
+def _done(job: Job, folder: Path, force: bool) -> bool:
+    """Whether the job's done.json is there and was written for this job's plan."""
+    from vlora.output_folder import first_difference
+
+    path = folder / DONE
+    if not path.is_file():
+        return False
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        written = {"config": record["config"], "stages": record["stages"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        written = None
+    expected = json.loads(json.dumps({"config": job.plan.model.to_dict(), "stages": [r.to_dict() for r in job.plan.recipes()]}))
+    difference = "unreadable" if written is None else first_difference(written, expected)
+    if difference is None:
+        return True
+    if not force:
+        raise ConfigError(f"{path} was written for another plan ({difference}); use another --out, or --force to redo "
+                          "the job (only the sweep's own files are replaced)")
+    path.unlink()
+    return False
+
+
+def run_job(sweep: Sweep, job: Job, folder: Path, *, placement: Placement, progress: bool, force: bool = False,
             say: Callable[[str], None]) -> dict:
     """One variant and seed: the plan's stages (resumable), then the benchmarks; done.json last."""
     from flops.analytic import model_flops
@@ -227,14 +252,16 @@ def run_job(sweep: Sweep, job: Job, folder: Path, *, placement: Placement, progr
     start = time.perf_counter()
     train_dir, bench_dir = _data(sweep, say)
     model_dir, tokenizer = train_plan(job.plan, TrainingSet.folder(train_dir, list(job.plan.stages)), folder / "train",
-                                      placement=placement, label=f"{sweep.name} {job.key}", progress=progress, say=say)
-    scores = _evaluate(sweep, job, model_dir, bench_dir, folder / "eval", placement=placement, progress=progress)
+                                      placement=placement, label=f"{sweep.name} {job.key}", progress=progress,
+                                      force=force, say=say)
+    scores = _evaluate(sweep, job, model_dir, bench_dir, folder / "eval", placement=placement, progress=progress,
+                       fresh=force)
     record = {"variant": job.variant, "seed": job.seed, "model": job.model, "config": job.plan.model.to_dict(),
               "stages": [r.to_dict() for r in job.plan.recipes()], "tokenizer": tokenizer, "scores": scores,
               "gflops": sum(model_flops(job.plan.model, 32).values()) / 1e9,
               "branch_scale": getattr(job.plan.model.connector, "scale", None), "placement": placement.describe(),
               "seconds": round(time.perf_counter() - start, 1), "model_dir": str(model_dir)}
-    (folder / DONE).write_text(json.dumps(record, indent=2))
+    write_json_atomic(folder / DONE, record)
     return record
 
 
@@ -258,7 +285,7 @@ def _benchmark_data(sweep: Sweep, bench_dir: Path, name: str):
 
 
 def _evaluate(sweep: Sweep, job: Job, model_dir: Path, bench_dir: Path, folder: Path, *, placement: Placement,
-              progress: bool) -> dict[str, dict]:
+              progress: bool, fresh: bool = False) -> dict[str, dict]:
     """Headline numbers and their bootstrap 95% intervals per benchmark (the project's runner and scoring),
     on the placement's device and dtype."""
     from evalsuite.registry import create_model
@@ -272,7 +299,7 @@ def _evaluate(sweep: Sweep, job: Job, model_dir: Path, bench_dir: Path, folder: 
     for name in sweep.benchmarks:
         data = _benchmark_data(sweep, bench_dir, name)
         options = RunOptions(batch_size=settings.batch_size, max_new_tokens=settings.max_new_tokens,
-                             results_root=folder, run_name="run", progress=progress,
+                             results_root=folder, run_name="run", progress=progress, fresh=fresh,
                              environment=placement.describe())
         result = run_benchmark(adapter, data, options, str(model_dir))
         intervals = bootstrap_interval(data.spec, data.table, result.predictions, options.rules)

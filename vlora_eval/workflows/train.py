@@ -103,57 +103,96 @@ def starting_model(config, data: TrainingSet, *, init: Path | None = None, seed:
 
         model = (loader or load_model)(init)
         return Start(model, f"the checkpoint's own ({init})")
+    from vlora.memory import check_fits, config_parameter_bytes
     from vlora.model import build_model
 
+    check_fits(config_parameter_bytes(config), "cpu", "the model's parameters")  # before learning its tokenizer
     tokenizer, folder = learned_tokenizer(list(data.files.values()), config.llm.vocab_size, say)
     return Start(build_model(config, tokenizer=tokenizer, seed=seed),
                  f"learned from the training data ({len(tokenizer)} tokens, {folder})")
 
 
 # --- running -------------------------------------------------------------------------------------------
-def run_stage(model, recipe: TrainingRecipe, data: TrainingSet, folder: Path, *, placement: Placement,
-              progress: bool = True, resume: bool = True) -> TrainResult:
-    """One stage of `model` (in place) on its data, on the placement's device; saved under folder/model."""
+def run_stage(model, recipe: TrainingRecipe, data: TrainingSet, folder: Path, *, placement: Placement, start: str,
+              progress: bool = True, resume: bool = True, force: bool = False, say: Say = print) -> TrainResult:
+    """One stage of `model` (in place) on its data, on the placement's device; saved under folder/model. The
+    folder is claimed for this job (vlora/output_folder.py): resumed, left as finished, or refused."""
     from vlora.training import train
 
     return train(model, recipe, data.file(recipe.stage), data.images, folder, progress=progress, resume=resume,
-                 device=placement.device)
+                 force=force, device=placement.device, start=start, say=say)
+
+
+def _stage_identity(plan: TrainingPlan, recipe: TrainingRecipe, data: TrainingSet, start: str, tokenizer) -> dict:
+    from vlora.training.resume import job_identity
+
+    return job_identity(plan.model, tokenizer, recipe, data.file(recipe.stage), start)
 
 
 def train_plan(plan: TrainingPlan, data: TrainingSet, folder: Path, *, placement: Placement, label: str,
-               init: Path | None = None, progress: bool = True, say: Say = print) -> tuple[Path, str]:
-    """Train the plan's stages in order under folder/<stage>/; a finished stage (its model saved) is
-    reloaded, an unfinished one resumes from its checkpoint. Returns the last stage's model folder and
-    which tokenizer the model has."""
+               init: Path | None = None, progress: bool = True, force: bool = False, say: Say = print
+               ) -> tuple[Path, str]:
+    """Train the plan's stages in order under folder/<stage>/; a stage whose folder holds this job's finished
+    output is reloaded, an unfinished one resumes from its checkpoint, another job's is refused (`force`:
+    replaced). Returns the last stage's model folder and which tokenizer the model has."""
+    from vlora.output_folder import Job, OutputFolder
+
+    model, tokenizer, words = None, None, None
+    recipes = plan.recipes()
+    for number, recipe in enumerate(recipes):
+        stage_folder = folder / recipe.stage
+        start = _start_words(recipe, recipes[number - 1] if number else None, init)
+        if model is None and tokenizer is None:
+            tokenizer, words = _plan_tokenizer(plan, data, init, say)
+        identity = _stage_identity(plan, recipe, data, start, tokenizer)
+        if model is None and not force and OutputFolder(stage_folder, Job("train", identity)).is_finished():
+            continue  # done: the next stage (or the caller) reloads it
+        if model is None:
+            model = (_reload(stage_folder.parent / recipes[number - 1].stage / "model") if number
+                     else starting_model(plan.model, data, init=init, seed=recipe.seed, say=say).model)
+            say(f"{label}: tokenizer {words}")
+        say(f"training {label}: stage {recipe.stage}, {recipe.max_steps or f'{recipe.epochs} epoch(s) of'} steps")
+        run_stage(model, recipe, data, stage_folder, placement=placement, start=start, progress=progress,
+                  force=force, say=say)
+    return folder / recipes[-1].stage / "model", words
+
+
+def _start_words(recipe: TrainingRecipe, previous: TrainingRecipe | None, init: Path | None) -> str:
+    """Where a stage's model starts, in words (part of its job's identity)."""
+    if previous is not None:
+        return f"the {previous.stage} stage of this plan"
+    return f"checkpoint {Path(init).resolve()}" if init is not None else f"random initialisation (seed {recipe.seed})"
+
+
+def _plan_tokenizer(plan: TrainingPlan, data: TrainingSet, init: Path | None, say: Say):
+    """The plan's tokenizer and its words, without building a model (the rule of `starting_model`)."""
+    if init is not None:
+        from vlora.tokenizer import load_tokenizer
+
+        return load_tokenizer(init), f"the checkpoint's own ({init})"
+    tokenizer, folder = learned_tokenizer(list(data.files.values()), plan.model.llm.vocab_size, say)
+    return tokenizer, f"learned from the training data ({len(tokenizer)} tokens, {folder})"
+
+
+def _reload(model_folder: Path):
     from vlora.checkpoints import load_model
 
-    model, tokenizer = None, None
-    recipes = plan.recipes()
-    for recipe in recipes:
-        done = folder / recipe.stage / "model"
-        if (done / "vlora_eval.json").is_file():  # a finished stage of an interrupted run
-            model = load_model(done)
-            tokenizer = tokenizer or f"the one its first stage trained with ({done})"
-            continue
-        if model is None:
-            start = starting_model(plan.model, data, init=init, seed=recipe.seed, say=say)
-            model, tokenizer = start.model, start.tokenizer
-            say(f"{label}: tokenizer {tokenizer}")
-        say(f"training {label}: stage {recipe.stage}, {recipe.max_steps or f'{recipe.epochs} epoch(s) of'} steps")
-        run_stage(model, recipe, data, folder / recipe.stage, placement=placement, progress=progress)
-    return folder / recipes[-1].stage / "model", tokenizer
+    return load_model(model_folder)
 
 
 # --- `vlora-eval train` -------------------------------------------------------------------------------
 def stage_plan(name: str, stage: str, overrides: Sequence[str] = (), config=None) -> TrainingPlan:
     """The plan of one stage for model `name`: its configuration (`config`, e.g. a checkpoint's, or the
-    name's preset) and the stage's recipe, with `overrides` applied to both."""
+    name's preset) and the stage's recipe fitted to it, with `overrides` applied to both."""
     from evalsuite.registry import model_config
     from vlora.overrides import apply_overrides
     from vlora.training import official_recipe
 
-    base = TrainingPlan(model=config if config is not None else model_config(name), stages={stage: official_recipe(stage)})
-    plan = apply_overrides(base, overrides)
+    model = config if config is not None else model_config(name)
+    # the stage's defaults, fitted to the model: no sample longer than the LLM's positions (a tiny model has 1024)
+    fitted = official_recipe(stage)
+    fitted = apply_overrides(fitted, {"max_length": min(fitted.max_length, model.llm.max_position_embeddings)})
+    plan = apply_overrides(TrainingPlan(model=model, stages={stage: fitted}), overrides)
     if config is not None and plan.model != config:
         raise ConfigError("--set changes the model's configuration, but --init's checkpoint fixes it; "
                           "set only training keys (learning_rate, max_steps, ...)")
@@ -162,7 +201,8 @@ def stage_plan(name: str, stage: str, overrides: Sequence[str] = (), config=None
 
 def train_stage(name: str, stage: str, data: str | Path, images: str | Path, out: str | Path, *,
                 init: str | Path | None = None, overrides: Sequence[str] = (), placement: Placement,
-                progress: bool = True, resume: bool = True, say: Say = print) -> tuple[TrainResult, str]:
+                progress: bool = True, resume: bool = True, force: bool = False, say: Say = print
+                ) -> tuple[TrainResult, str]:
     """Train one stage of model `name` from `init` (a checkpoint of that model) or, for the tiny names,
     from a random model of its preset with a tokenizer learned from `data`; saved under out/model."""
     from evalsuite.registry import load_checked, model_spec
@@ -179,5 +219,7 @@ def train_stage(name: str, stage: str, data: str | Path, images: str | Path, out
     if start is None:
         start = starting_model(plan.model, training_set, seed=recipe.seed, say=say)
     say(f"tokenizer: {start.tokenizer}")
-    return run_stage(start.model, recipe, training_set, Path(out), placement=placement, progress=progress,
-                     resume=resume), start.tokenizer
+    result = run_stage(start.model, recipe, training_set, Path(out), placement=placement, progress=progress,
+                       start=_start_words(recipe, None, Path(init) if init is not None else None), resume=resume,
+                       force=force, say=say)
+    return result, start.tokenizer
