@@ -92,6 +92,7 @@ class BenchmarkData:
     stored_images: dict[str, str] = field(default_factory=dict)  # index -> base64 of rows that hold one
     embedded: bool = False  # the embedded mini-suite's stand-in, not the real benchmark
     mini_suite: bool = False  # the project's synthetic mini-suite (written by `data mini` or the embedded default)
+    control: str | None = None  # a control's change to the data (evalsuite/controls.py), e.g. images shuffled
 
     def where(self, position: int, column: str) -> str:
         row = self.table.iloc[position]

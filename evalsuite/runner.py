@@ -135,7 +135,8 @@ def run_benchmark(adapter: Adapter, data: BenchmarkData, options: RunOptions = R
             notes.append(f"--fresh: deleted {len(gone)} file(s) of the earlier run in {folder}")
         check_run(folder, {"card": card.to_dict(), "config_hash": config_hash(card.config.to_dict()), "checkpoint": checkpoint,
                            "data_md5": data.md5, "prompt_style": card.prompt_style(spec.type),
-                           "answer_mode": options.answer_mode, "max_new_tokens": options.max_new_tokens})
+                           "answer_mode": options.answer_mode, "max_new_tokens": options.max_new_tokens,
+                           "control": data.control})
         done, read_notes = read_folder(folder, own)
         predicted, seconds, counts = _predict_rows(adapter, data, options, shard, done, own)
         result = finish(folder, card, data, options, shard, checkpoint, predicted, seconds,
@@ -253,6 +254,7 @@ def _manifest(card, checkpoint, data: BenchmarkData, table: pd.DataFrame, option
         "config_hash": config_hash(card.config.to_dict()), "model_config": card.config.to_dict(), "checkpoint": checkpoint,
         "benchmark": spec.name, "data": {"path": str(data.path), "md5": data.md5, "known_release": spec.md5.get(data.md5),
                                          "embedded_mini_suite": data.embedded, "mini_suite": data.mini_suite,
+                                         "control": data.control,
                                          "rows": len(table), "dropped_without_image": data.dropped_without_image,
                                          "warnings": data.warnings},
         "extraction_rules": options.rules, "answer_mode": options.answer_mode,

@@ -169,10 +169,13 @@ def run(
     threads: Threads = None,
     set_: Sets = None,
     vision_cache: Annotated[bool, typer.Option(help="Decode and encode each distinct image once per run.")] = True,
+    shuffle_images: Annotated[bool, typer.Option(help="A control: every row shows another row's image (a model "
+                                                 "that reads images falls to about chance); its own run folder.")
+                              ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Run a model on benchmarks: batched, resumable, sharded; predictions, scores and a manifest
-    under results/<run>/<bench>/."""
+    under <results>/<run>/<bench>/."""
     from evalsuite.registry import create_model
     from evalsuite.runner import RunOptions, parse_shard, run_benchmark
     from vlora_eval.workflows.embedded import checkpoint_for
@@ -181,13 +184,17 @@ def run(
         raise typer.BadParameter("--data names one file: give a single --bench")
     check_folder_option(results, "--results")
     loaded = [_benchmark_data(b, data_dir, data) for b in bench]
+    if shuffle_images:
+        from evalsuite.controls import shuffle_images as shuffled
+
+        loaded = [shuffled(d) for d in loaded]
     placement = resolve_placement(device, dtype, threads, checkpoint)
     checkpoint, embedded = checkpoint_for(model, checkpoint, placement=placement, progress=not as_json, say=say)
     options = RunOptions(batch_size=batch_size, limit=limit,
                          shard=parse_shard(shard) if shard else placement.process.shard,
                          rules=Rules(rules).value, answer_mode=AnswerMode(answer_mode).value,
                          max_new_tokens=max_new_tokens, results_root=results,
-                         run_name=run_name if run_name is not None or not embedded else f"{model}-embedded",
+                         run_name=_run_name(run_name, model, embedded, shuffle_images),
                          fresh=fresh, progress=not as_json, environment=placement.describe(), embedded_model=embedded)
     adapter = create_model(model, checkpoint, vision_tower=vision_tower, device=placement.device,
                            dtype=placement.dtype, overrides=set_ or (), batch_size=batch_size,
@@ -222,6 +229,16 @@ def run(
         console.print(f"outputs in [bold]{result.folder}[/]")
     if as_json:
         print(json.dumps(out, indent=2))
+
+
+def _run_name(given: str | None, model: str, embedded: bool, shuffled: bool) -> str | None:
+    """The run's folder name: the given one, else the model's (None: the adapter's name), marked for the
+    embedded model and the shuffled-images control."""
+    if given is not None:
+        return given
+    if not (embedded or shuffled):
+        return None
+    return model + ("-embedded" if embedded else "") + ("-shuffled-images" if shuffled else "")
 
 
 def chance_of(data, rules: str) -> dict[str, float]:
