@@ -352,3 +352,17 @@ def test_inspect_points_into_a_training_folder(data, tmp_path):
     result = invoke("inspect", tmp_path / "t", "--json")
     assert result.exit_code == 1
     assert json.loads(result.stdout)["notes"] == [f"checkpoints inside it: {tmp_path / 't' / 'model'}"]
+
+
+def test_force_deletes_only_the_tools_own_files_even_of_an_unfinished_job(data, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    interrupted_at(monkeypatch, 3)
+    assert invoke(*train_args(data, out)).exit_code == 130
+    monkeypatch.undo()
+    (out / "notes.txt").write_text("the user's, put beside the run")
+    old_state = (out / "checkpoints" / "step-00000002" / "train_state.json").read_text()
+    forced = invoke(*train_args(data, out, "--set", "learning_rate=0.001", "--force", steps=2))
+    assert forced.exit_code == 0, forced.output
+    assert (out / "notes.txt").read_text() == "the user's, put beside the run"  # not under the tool's names
+    assert len(losses(out)) == 2  # the new job's log, the old one's deleted with its checkpoints
+    assert (out / "checkpoints" / "step-00000002" / "train_state.json").read_text() != old_state

@@ -2,7 +2,8 @@
 reused only when it holds the tool's own output of the same job; nothing else is replaced.
 
     <folder>/.vlora-eval-output.json   {"writer", "job" (what makes the job this job), "finished",
-                                        "foreign" (files that were there before the tool, kept)}
+                                        "foreign" (files that were there before the tool, kept),
+                                        "files" (what the finished job wrote)}
 
 Claiming a folder gives its state:
     new        nothing there (or only files the tool may write beside, with --force): start
@@ -10,8 +11,10 @@ Claiming a folder gives its state:
     finished   the tool's own, finished output of the same job: nothing to do (skip)
 and refuses, in one line naming the folder and the first difference, a folder that holds files the tool
 did not write, or the tool's output of another job (another writer, model, recipe, data, tokenizer).
-`force` takes such a folder anyway: it deletes the tool's own files of the other job (never a file that was
-there before the tool), and files the job writes may replace same-named files that were.
+`force` takes such a folder anyway: it deletes the tool's own files of the other job (the files its finished
+job recorded; of an unfinished one, what lies under the writer's own names, e.g. train's checkpoints/ and
+model/), never a file that was there before the tool or that someone put beside; files the new job writes may
+replace same-named files that were.
 """
 
 from __future__ import annotations
@@ -63,8 +66,9 @@ def _short(value: Any) -> str:
 class OutputFolder:
     """A folder that a model writer owns, claimed for one job."""
 
-    def __init__(self, folder: str | Path, job: Job, option: str = "--out"):
-        self.folder, self.job, self.option = Path(folder), job, option
+    def __init__(self, folder: str | Path, job: Job, option: str = "--out", owned: tuple[str, ...] | None = None):
+        """`owned`: the top-level names the writer writes (None: whatever it finds that was not there before)."""
+        self.folder, self.job, self.option, self.owned = Path(folder), job, option, owned
 
     @property
     def marker(self) -> Path:
@@ -108,21 +112,18 @@ class OutputFolder:
             if not force:
                 raise ConfigError(f"{self.option} {self.folder} holds {problem}; use another folder, the same settings, "
                                   "or --force (which deletes only vlora-eval's own files there)")
-            foreign = record.get("foreign", []) if isinstance(record.get("foreign"), list) else []
-            self.delete_own(foreign)
-            return self._start(foreign=[Path(p) for p in foreign])
+            return self.redo(record)
         if record.get("finished") and not force:
             return State.FINISHED
         if record.get("finished") or restart:
-            return self.redo()
+            return self.redo(record)
         return State.RESUME
 
-    def redo(self) -> State:
-        """Start this job over in its own folder: the tool's files deleted, the others kept."""
-        record = self._record() or {}
-        foreign = record.get("foreign", []) if isinstance(record.get("foreign"), list) else []
-        self.delete_own(foreign)
-        return self._start(foreign=[Path(p) for p in foreign])
+    def redo(self, record: dict | None = None) -> State:
+        """Start this job over in its folder: the tool's own files deleted, every other file kept."""
+        record = record if record is not None else (self._record() or {})
+        self.delete_own(record)
+        return self._start(foreign=[p for p in self.files() if not self._mine(p, record)])
 
     def _other_job(self, record: dict) -> str | None:
         if record.get("damaged") or record.get("version") != VERSION:
@@ -139,15 +140,27 @@ class OutputFolder:
         return State.NEW
 
     def finish(self, **extra: Any) -> None:
-        """The job's output is complete (written last, so a killed writer leaves an unfinished folder)."""
+        """The job's output is complete (written last, so a killed writer leaves an unfinished folder); the
+        files it wrote are recorded (what a later --force may delete)."""
         record = self._record() or {}
-        self._write({**record, **extra, "finished": True})
+        foreign = set(record.get("foreign", []))
+        written = [str(p) for p in self.files() if str(p) not in foreign]
+        self._write({**record, **extra, "finished": True, "files": written})
 
-    def delete_own(self, foreign: list) -> None:
-        """Delete the tool's files (everything but the files that were there before it) and its empty folders."""
-        keep = {Path(p) for p in foreign}
+    def _mine(self, path: Path, record: dict) -> bool:
+        """Whether `path` (relative) is the tool's own output according to `record`."""
+        if record.get("damaged"):
+            return False
+        if str(path) in set(record.get("foreign", [])):
+            return False
+        if record.get("finished") and isinstance(record.get("files"), list):
+            return str(path) in set(record["files"])
+        return self.owned is None or path.parts[0] in self.owned
+
+    def delete_own(self, record: dict) -> None:
+        """Delete the tool's own files (see `_mine`) and the folders they leave empty; nothing else."""
         for path in self.files():
-            if path not in keep:
+            if self._mine(path, record):
                 (self.folder / path).unlink()
         for directory in sorted((p for p in self.folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
             if not any(directory.iterdir()):

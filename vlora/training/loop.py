@@ -45,6 +45,7 @@ from vlora.training.resume import (
 )
 
 LOG_FILE = "train_log.jsonl"
+OWNED = (LOG_FILE, "checkpoints", "cache", "model")  # what a training run writes in its folder
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,7 @@ def train(model, recipe: TrainingRecipe, data_file: str | Path, image_dir: str |
     identity = job_identity(model.config, model.tokenizer, recipe, Path(data_file), start)
     accelerator = _accelerator(recipe, torch.device(device))
     ga, main = recipe.gradient_accumulation_steps, accelerator.is_main_process
-    folder = OutputFolder(out, Job("train", identity))
+    folder = OutputFolder(out, Job("train", identity), owned=OWNED)
     with accelerator.main_process_first():
         state = folder.claim(force=force, restart=not resume)
     checkpoints = CheckpointFolder(out / "checkpoints")
