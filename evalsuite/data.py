@@ -44,8 +44,8 @@ def lmu_data_root() -> Path:
 
 def resolve_tsv(spec: BenchmarkSpec, data_dir: str | Path | None = None, data_file: str | Path | None = None,
                 notes: list[str] | None = None) -> Path:
-    """The TSV of `spec`: `data_file`, else `{data_dir or $LMUData or ~/LMUData}/{name}.tsv`. When both
-    are given, the file is used and a note says so (`notes`)."""
+    """The TSV of `spec`: `data_file` (a TSV, or a Hugging Face copy of the benchmark), else
+    `{data_dir or $LMUData or ~/LMUData}/{name}.tsv`. When both are given, the file is used and a note says so."""
     if data_dir is not None and not Path(data_dir).is_dir():
         what = "is a file, not a folder" if Path(data_dir).exists() else "does not exist"
         if data_file is None:
@@ -55,9 +55,14 @@ def resolve_tsv(spec: BenchmarkSpec, data_dir: str | Path | None = None, data_fi
     elif data_dir is not None and data_file is not None and notes is not None:
         notes.append(f"reading --data {data_file}; --data-dir {data_dir} is not used for {spec.name}")
     if data_file is not None:
+        from evalsuite.hf_copies import form_of
+
         path = Path(data_file)
         if path.is_dir():
-            raise DataError(f"--data {path} is a folder, not a TSV file (give a folder with --data-dir)")
+            if form_of(path) is not None:
+                return path  # a Hugging Face copy of the benchmark (evalsuite/hf_copies.py)
+            raise DataError(f"--data {path} is a folder, neither a TSV file nor a Hugging Face copy (a folder of "
+                            "TSVs goes to --data-dir)")
     else:
         path = Path(data_dir if data_dir is not None else lmu_data_root()) / f"{spec.name}.tsv"
     if not path.is_file():
@@ -93,10 +98,16 @@ class BenchmarkData:
     embedded: bool = False  # the embedded mini-suite's stand-in, not the real benchmark
     mini_suite: bool = False  # the project's synthetic mini-suite (written by `data mini` or the embedded default)
     control: str | None = None  # a control's change to the data (evalsuite/controls.py), e.g. images shuffled
+    source: dict | None = None  # a Hugging Face copy's source record (evalsuite/hf_copies.py); None for a TSV
+
+    @property
+    def row_word(self) -> str:
+        """How an error names a row: a TSV's line, an HF copy's row."""
+        return "line" if self.source is None else "row"
 
     def where(self, position: int, column: str) -> str:
         row = self.table.iloc[position]
-        return f"{self.path}: line {row['line']} (index {row['index']}), column {column}"
+        return f"{self.path}: {self.row_word} {row['line']} (index {row['index']}), column {column}"
 
     def _cell(self, position: int) -> str:
         cell = str(self.table["image"].iloc[position])
@@ -195,10 +206,28 @@ def _mini_suite_file(path: Path, md5: str) -> bool:
     return written_by_the_tool(path, md5)
 
 
-def load_benchmark_data(spec: BenchmarkSpec, path: Path, check_images: bool = True, embedded: bool = False
-                        ) -> BenchmarkData:
-    """The checked table of `spec` at `path`; `embedded`: the mini-suite's stand-in (no release md5 to expect)."""
-    table = read_table(path)
+def load_benchmark_data(spec: BenchmarkSpec, path: Path, check_images: bool = True, embedded: bool = False,
+                        hf_config: str | None = None, hf_split: str | None = None) -> BenchmarkData:
+    """The checked table of `spec` at `path`: a VLMEvalKit TSV, or a Hugging Face copy of the benchmark (a repo
+    folder, a save_to_disk folder or parquet files; `hf_config` / `hf_split` where it holds several; see
+    evalsuite/hf_copies.py). `embedded`: the mini-suite's stand-in (no release md5 to expect)."""
+    from evalsuite.hf_copies import form_of, read_hf_copy
+
+    path = Path(path)
+    source = None
+    if form_of(path) is not None:
+        table, source = read_hf_copy(spec.name, path, hf_config, hf_split)
+        md5, mini = source["content_sha256"][:32], False
+        warnings = [f"{path}: {source['note']}"]
+    else:
+        if hf_config is not None or hf_split is not None:
+            raise DataError(f"--hf-config / --hf-split apply to a Hugging Face copy; {path} is a TSV")
+        table = read_table(path)
+        md5 = md5_of(path)
+        mini = embedded or _mini_suite_file(path, md5)
+        warnings = [] if md5 in spec.md5 or mini else [
+            f"{path}: md5 {md5} is not a known release of {spec.name} (known: {', '.join(spec.md5) or 'none'}); "
+            "scores may not compare with published ones"]
     missing = [c for c in spec.handler.required_columns(spec.answers) if c not in table.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing} for {spec.name} (has {list(table.columns)[1:]})")
@@ -207,18 +236,13 @@ def load_benchmark_data(spec: BenchmarkSpec, path: Path, check_images: bool = Tr
     _check_unique(table, path)
     if problem := spec.handler.identity_problem(table, spec):
         raise DataError(f"{path}: {problem}")
-    md5 = md5_of(path)
-    mini = embedded or _mini_suite_file(path, md5)
-    warnings = [] if md5 in spec.md5 or mini else [
-        f"{path}: md5 {md5} is not a known release of {spec.name} (known: {', '.join(spec.md5) or 'none'}); "
-        "scores may not compare with published ones"]
     no_image = table["image"].map(is_missing)
     kept = table[~no_image].reset_index(drop=True)
     if kept.empty:
         raise DataError(f"{path}: none of its {len(table)} row(s) has an image (rows without one are dropped, "
                         "as VLMEvalKit drops them)")
     stored = {str(i): str(im) for i, im in zip(kept["index"], kept["image"], strict=True) if len(str(im)) > 64}
-    data = BenchmarkData(spec, path, md5, kept, int(no_image.sum()), warnings, stored, embedded, mini)
+    data = BenchmarkData(spec, path, md5, kept, int(no_image.sum()), warnings, stored, embedded, mini, source=source)
     _check_references(data)
     if spec.answers:
         _check_answers(data)

@@ -254,7 +254,7 @@ def _manifest(card, checkpoint, data: BenchmarkData, table: pd.DataFrame, option
         "config_hash": config_hash(card.config.to_dict()), "model_config": card.config.to_dict(), "checkpoint": checkpoint,
         "benchmark": spec.name, "data": {"path": str(data.path), "md5": data.md5, "known_release": spec.md5.get(data.md5),
                                          "embedded_mini_suite": data.embedded, "mini_suite": data.mini_suite,
-                                         "control": data.control,
+                                         "control": data.control, "hf_copy": data.source,
                                          "rows": len(table), "dropped_without_image": data.dropped_without_image,
                                          "warnings": data.warnings},
         "extraction_rules": options.rules, "answer_mode": options.answer_mode,

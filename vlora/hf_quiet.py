@@ -1,4 +1,4 @@
-"""Silence transformers' console chatter (load reports, progress bars) around library calls."""
+"""Silence the Hugging Face libraries' console chatter (load reports, progress bars) around library calls."""
 
 from __future__ import annotations
 
@@ -22,3 +22,16 @@ def quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+@contextmanager
+def datasets_progress(enabled: bool) -> Iterator[None]:
+    """`datasets`' progress bars on or off for the block, then as they were."""
+    import datasets
+
+    was_enabled = not datasets.are_progress_bars_disabled()
+    (datasets.enable_progress_bars if enabled else datasets.disable_progress_bars)()
+    try:
+        yield
+    finally:
+        (datasets.enable_progress_bars if was_enabled else datasets.disable_progress_bars)()

@@ -18,13 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vlora.errors import InputError
+from vlora.hf_quiet import datasets_progress
 from vlora.images import decode_image
 from vlora.prompting import (
     IGNORE_INDEX,
@@ -245,24 +245,11 @@ def load_training_data(data_file: str | Path, image_dir: str | Path, tokenizer, 
             out["loss_tokens"].append(sum(label != IGNORE_INDEX for label in labels))
         return out
 
-    with _datasets_progress(progress):
+    with datasets_progress(progress):
         dataset = datasets.Dataset.from_dict(columns).map(
             tokenize_batch, batched=True, remove_columns=["turns"], cache_file_name=str(cache_file),
             new_fingerprint=fingerprint, load_from_cache_file=True, desc=f"tokenising {data_file.name}")
     return TrainingData(dataset, data_file, image_dir, fingerprint, cache_file, from_cache=False)
-
-
-@contextmanager
-def _datasets_progress(enabled: bool) -> Iterator[None]:
-    """`datasets`' progress bars on or off for the block, then as they were."""
-    import datasets
-
-    was_enabled = not datasets.are_progress_bars_disabled()
-    (datasets.enable_progress_bars if enabled else datasets.disable_progress_bars)()
-    try:
-        yield
-    finally:
-        (datasets.enable_progress_bars if was_enabled else datasets.disable_progress_bars)()
 
 
 # --- batches --------------------------------------------------------------------------------------

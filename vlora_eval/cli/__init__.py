@@ -1,6 +1,7 @@
 """`vlora-eval`, the command-line tool: one typer app with every command registered here, in one list.
 
-    evaluation.py   inspect, generate, models, run, score, merge, data mini, flops, demo
+    evaluation.py   inspect, generate, models, run, flops, demo
+    data.py         score (VLMEvalKit files and lmms-eval's samples), merge, data mini, data convert
     training.py     train, export, sweep, report (over vlora_eval/workflows/)
     common.py       option types, one-line errors and exit codes, the placement resolved at the edge
     views.py        what the commands print (rich)
@@ -13,16 +14,15 @@ from __future__ import annotations
 
 import typer
 
-from vlora_eval.cli import evaluation, training
+from vlora_eval.cli import data, evaluation, training
 
 HELP = ("Evaluate and cost multimodal LLMs that see through their weights (VLoRA).\n\n"
         "Exit codes: 0 done; 1 `inspect` found no readable checkpoint; 2 bad input or too little memory (one line "
         "says what); 3 the disk refused a write (read-only, full, not permitted; one line names the path; the same "
         "command resumes once it is fixed); 130 interrupted (run the same command again to resume).")
-COMMANDS = (evaluation.inspect, evaluation.generate, evaluation.models, evaluation.run, evaluation.score,
-            evaluation.merge, evaluation.flops, evaluation.demo, training.train, training.export, training.sweep,
-            training.report)
-DATA_COMMANDS = {"mini": evaluation.data_mini}
+COMMANDS = (evaluation.inspect, evaluation.generate, evaluation.models, evaluation.run, data.score, data.merge,
+            evaluation.flops, evaluation.demo, training.train, training.export, training.sweep, training.report)
+DATA_COMMANDS = {"mini": data.data_mini, "convert": data.data_convert}
 
 
 def build_app() -> typer.Typer:

@@ -123,3 +123,25 @@ def check_folder_option(path: Path | None, option: str) -> None:
 def say(message: str) -> None:
     Console(stderr=True).print(f"[cyan]note:[/] {message}", highlight=False, soft_wrap=True)
 
+
+
+HFConfig = Annotated[str | None, typer.Option(help="A Hugging Face copy's config, where it holds several (default: "
+                                              "the one lmms-eval reads, e.g. en for MMBench).")]
+HFSplit = Annotated[str | None, typer.Option(help="A Hugging Face copy's split (default: the benchmark's, e.g. dev).")]
+
+
+def benchmark_data(bench: str, data_dir: Path | None, data: Path | None, check_images: bool = True,
+                   hf_config: str | None = None, hf_split: str | None = None):
+    """The benchmark's checked table: the user's data (a TSV or a Hugging Face copy), else ~/LMUData's, else the
+    embedded mini-suite's; its warnings said."""
+    from evalsuite.benchmarks import benchmark
+    from evalsuite.data import load_benchmark_data
+    from vlora_eval.workflows.embedded import benchmark_tsv
+
+    spec = benchmark(bench)
+    path, embedded = benchmark_tsv(spec, data_dir, data, say, warn)
+    loaded = load_benchmark_data(spec, path, check_images=check_images, embedded=embedded, hf_config=hf_config,
+                                 hf_split=hf_split)
+    for warning in loaded.warnings:
+        warn(warning)
+    return loaded

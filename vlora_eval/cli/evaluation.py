@@ -1,4 +1,4 @@
-"""The evaluation commands: inspect, generate, models, run, score, merge, data mini, flops, demo.
+"""The evaluation commands: inspect, generate, models, run, flops, demo.
 Each parses options, calls one function and prints with rich (views.py); registered on the app in
 vlora_eval/cli/__init__.py."""
 
@@ -19,9 +19,12 @@ from vlora_eval.cli.common import (
     Device,
     DType,
     Dtype,
+    HFConfig,
+    HFSplit,
     Mode,
     Sets,
     Threads,
+    benchmark_data,
     check_folder_option,
     console,
     resolve_placement,
@@ -130,27 +133,16 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print machine-r
 
 
 
-def _benchmark_data(bench: str, data_dir: Path | None, data: Path | None, check_images: bool = True):
-    """The benchmark's checked table: the user's data, else ~/LMUData's, else the embedded mini-suite's."""
-    from evalsuite.benchmarks import benchmark
-    from evalsuite.data import load_benchmark_data
-    from vlora_eval.workflows.embedded import benchmark_tsv
-
-    spec = benchmark(bench)
-    path, embedded = benchmark_tsv(spec, data_dir, data, say, warn)
-    loaded = load_benchmark_data(spec, path, check_images=check_images, embedded=embedded)
-    for warning in loaded.warnings:
-        warn(warning)
-    return loaded
-
-
 @user_errors
 def run(
     model: Annotated[str, typer.Option(help="Model name (see `vlora-eval models`).")],
     bench: Annotated[list[str], typer.Option(help="Benchmark(s): VLMEvalKit name or alias; repeat for several.")],
     checkpoint: Annotated[Path | None, typer.Option(help="Local checkpoint folder.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder of the TSVs (default $LMUData or ~/LMUData).")] = None,
-    data: Annotated[Path | None, typer.Option(help="One TSV file (with a single --bench).")] = None,
+    data: Annotated[Path | None, typer.Option(help="One benchmark's data (with a single --bench): a TSV, or a "
+                                              "Hugging Face copy (repo folder, save_to_disk folder, parquet).")] = None,
+    hf_config: HFConfig = None,
+    hf_split: HFSplit = None,
     vision_tower: Annotated[Path | None, typer.Option(help="Local CLIP folder.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N rows.")] = None,
@@ -183,7 +175,7 @@ def run(
     if data is not None and len(bench) != 1:
         raise typer.BadParameter("--data names one file: give a single --bench")
     check_folder_option(results, "--results")
-    loaded = [_benchmark_data(b, data_dir, data) for b in bench]
+    loaded = [benchmark_data(b, data_dir, data, hf_config=hf_config, hf_split=hf_split) for b in bench]
     if shuffle_images:
         from evalsuite.controls import shuffle_images as shuffled
 
@@ -202,14 +194,14 @@ def run(
     for note in adapter.notes:
         warn(note)
     out = []
-    for benchmark_data in loaded:
-        result = run_benchmark(adapter, benchmark_data, options, str(checkpoint) if checkpoint else None)
-        level = chance_of(benchmark_data, options.rules) if result.report is not None else None
-        meaning = benchmark_data.spec.handler.headline_meaning
-        out.append({"benchmark": benchmark_data.spec.name, "folder": str(result.folder), "complete": result.complete,
+    for bench_data in loaded:
+        result = run_benchmark(adapter, bench_data, options, str(checkpoint) if checkpoint else None)
+        level = chance_of(bench_data, options.rules) if result.report is not None else None
+        meaning = bench_data.spec.handler.headline_meaning
+        out.append({"benchmark": bench_data.spec.name, "folder": str(result.folder), "complete": result.complete,
                     "rows": result.total, "present": result.present, "predicted_now": result.predicted,
                     "failures": result.failures, "seconds": round(result.seconds, 2), "notes": result.notes,
-                    "embedded": {"model": embedded, "data": benchmark_data.embedded},
+                    "embedded": {"model": embedded, "data": bench_data.embedded},
                     "checkpoint": str(checkpoint) if checkpoint else None,
                     "scores": result.report.to_dict() if result.report else None, "headline_meaning": meaning,
                     "chance": level})
@@ -218,14 +210,14 @@ def run(
         if as_json:
             continue
         if result.report is not None:
-            views.score_report(result.report, f"{adapter.card.name} · {benchmark_data.spec.name}", meaning, level)
+            views.score_report(result.report, f"{adapter.card.name} · {bench_data.spec.name}", meaning, level)
         elif result.complete:
-            console.print(f"{benchmark_data.spec.name} has no answers: submit {result.paths['predictions']} "
+            console.print(f"{bench_data.spec.name} has no answers: submit {result.paths['predictions']} "
                           "to the official evaluation server")
         else:
-            console.print(f"{benchmark_data.spec.name}: {result.present} of {result.total} rows predicted; the other "
+            console.print(f"{bench_data.spec.name}: {result.present} of {result.total} rows predicted; the other "
                           "shards still run, or use `vlora-eval merge` to score what is there")
-        views.embedded_caveat(checkpoint if embedded else None, benchmark_data.embedded)
+        views.embedded_caveat(checkpoint if embedded else None, bench_data.embedded)
         console.print(f"outputs in [bold]{result.folder}[/]")
     if as_json:
         print(json.dumps(out, indent=2))
@@ -246,85 +238,6 @@ def chance_of(data, rules: str) -> dict[str, float]:
     from evalsuite.baselines import chance, draws_for
 
     return chance(data, rules, draws=draws_for(len(data.table)))
-
-
-@user_errors
-def score(
-    bench: Annotated[str, typer.Option(help="Benchmark: VLMEvalKit name or alias.")],
-    predictions: Annotated[Path, typer.Option(help="Predictions: index + prediction (.tsv .csv .jsonl .xlsx).")],
-    data: Annotated[Path | None, typer.Option(help="The benchmark TSV (default: from --data-dir / $LMUData).")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Folder of the TSVs.")] = None,
-    rules: Annotated[Rules, typer.Option(help="Answer extraction rules.")] = PAPER_RULES,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
-) -> None:
-    """Score any predictions file in VLMEvalKit's layout, exactly as VLMEvalKit scores it."""
-    from evalsuite.scoring import read_predictions, score_predictions
-
-    benchmark_data = _benchmark_data(bench, data_dir, data, check_images=False)
-    table, read_notes = read_predictions(predictions)
-    report = score_predictions(benchmark_data.spec, benchmark_data.table, table, Rules(rules).value,
-                               source=str(predictions))
-    for note in read_notes + [n for n in report.notes if "predictions are empty" in n]:
-        warn(note)
-    if as_json:
-        print(json.dumps({**report.to_dict(), "notes": read_notes + report.notes}, indent=2))
-    else:
-        views.score_report(report, f"{predictions} · {benchmark_data.spec.name}")
-
-
-@user_errors
-def merge(
-    bench: Annotated[str, typer.Option(help="Benchmark: VLMEvalKit name or alias.")],
-    run_name: Annotated[str, typer.Option(help="The run's folder name under the results root.")],
-    results: Annotated[Path, typer.Option(help="Results root.")] = RESULTS,
-    data_dir: Annotated[Path | None, typer.Option(help="Folder of the TSVs.")] = None,
-    data: Annotated[Path | None, typer.Option(help="The benchmark TSV.")] = None,
-    rules: Annotated[Rules, typer.Option(help="Answer extraction rules.")] = PAPER_RULES,
-    force: Annotated[bool, typer.Option(help="Score even if some rows have no prediction yet.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
-) -> None:
-    """Merge the shards of a run and score them (runs do this themselves when the last shard ends)."""
-    from evalsuite.adapter import ModelCard
-    from evalsuite.results import run_folder, stored_run
-    from evalsuite.runner import RunOptions, finish
-
-    benchmark_data = _benchmark_data(bench, data_dir, data, check_images=False)
-    folder = run_folder(results, run_name, benchmark_data.spec.name)
-    stored = stored_run(folder, data_md5=benchmark_data.md5)
-    card = ModelCard.from_dict(stored["card"])
-    options = RunOptions(rules=Rules(rules).value, answer_mode=stored["answer_mode"],
-                         max_new_tokens=stored["max_new_tokens"], results_root=results, run_name=run_name, progress=False)
-    result = finish(folder, card, benchmark_data, options, checkpoint=stored.get("checkpoint"), force=force)
-    for note in result.notes:
-        warn(note)
-    if result.report is None:
-        raise typer.BadParameter(f"{result.present} of {result.total} rows have predictions; pass --force to score them")
-    if as_json:
-        print(json.dumps(result.report.to_dict(), indent=2))
-    else:
-        views.score_report(result.report, f"{run_name} · {benchmark_data.spec.name}")
-
-
-@user_errors
-def data_mini(
-    out: Annotated[Path, typer.Option(help="Folder to write the mini-suite to.")] = Path("out/mini"),
-    seed: Annotated[int, typer.Option()] = 0,
-    scale: Annotated[int, typer.Option(min=1, help="Multiplies the number of questions and samples.")] = 1,
-    force: Annotated[bool, typer.Option(help="Replace files in --out that vlora-eval did not write.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
-) -> None:
-    """Write the mini-suite: small synthetic versions of the six benchmarks in VLMEvalKit's TSV format,
-    plus pre-training captions and instruction data, from a deterministic synthetic world."""
-    from contextlib import nullcontext
-
-    from evalsuite.mini import write_mini_suite
-
-    with nullcontext() if as_json else console.status(f"drawing the synthetic world into {out}"):
-        paths = write_mini_suite(out, seed=seed, scale=scale, force=force)
-    if as_json:
-        print(json.dumps({name: str(path) for name, path in paths.items()}, indent=2))
-        return
-    views.mini_suite(paths, seed, scale, out)
 
 
 @user_errors
