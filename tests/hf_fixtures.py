@@ -38,7 +38,9 @@ def lmms_rows(name: str, tsv: Path) -> dict[str, list[dict]]:
     images = _resolved(table)
     rows: dict[str, list[dict]] = {}
     for (_, row), image in zip(table.iterrows(), images, strict=True):
-        get = lambda key: None if key not in row or pd.isna(row[key]) else row[key]  # noqa: E731
+        def get(key: str, row=row):
+            return None if key not in row or pd.isna(row[key]) else row[key]
+
         if name in ("MMBench_DEV_EN", "CCBench"):
             out = {"index": int(row["index"]), "question": row["question"], "answer": row["answer"],
                    **{c: get(c) for c in "ABCD"}, "category": row["category"], "image": _image(image),
