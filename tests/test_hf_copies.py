@@ -77,7 +77,7 @@ def test_runs_on_a_copy_and_on_the_tsv_predict_and_score_alike(suite, copies, na
         assert result.exit_code == 0, result.output
         (entry,) = json.loads(result.stdout)
         predictions = pd.read_csv(next((tmp_path / label).rglob("*_" + name + ".tsv")), sep="\t")
-        out[label] = (entry["scores"]["headline"], sorted(zip(predictions["question"], predictions["prediction"].astype(str))))
+        out[label] = (entry["scores"]["headline"], sorted(zip(predictions["question"], predictions["prediction"].astype(str), strict=True)))
     assert out["hf"] == out["tsv"]
     manifest = json.loads(next((tmp_path / "hf").rglob("manifest.json")).read_text())
     assert manifest["data"]["hf_copy"]["form"] == form and manifest["data"]["hf_copy"]["repo"].startswith("lmms-lab")
