@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -43,8 +44,15 @@ def test_the_wheel_runs_a_sweep_and_the_report_outside_the_checkout(tmp_path):
     dist, env_dir, work = tmp_path / "dist", tmp_path / "env", tmp_path / "work"
     work.mkdir()
     clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LMUData", "VIRTUAL_ENV")}
-    # the wheel, built with this environment's setuptools (nothing downloaded)
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(ROOT)],
+    # the wheel, built with this environment's setuptools (nothing downloaded), from a copy of what it packages
+    # (a build writes build/ and *.egg-info beside the sources: not into the checkout)
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "vlora", "evalsuite", "flops", "vlora_eval"):
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
+        copy(ROOT / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if (ROOT / name).is_dir()
+                                            else {}))
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(source)],
          tmp_path, clean)
     (wheel,) = dist.glob("vlora_eval-*.whl")
     # a scratch environment: the wheel installed in it; its dependencies (torch, transformers, ...) seen through a

@@ -239,7 +239,7 @@ def train(model, recipe: TrainingRecipe, data_file: str | Path, image_dir: str |
         raise ConfigError(f"training recipe: max_length {recipe.max_length} exceeds the LLM's {positions} positions; "
                           f"set max_length to at most {positions}")
     out = Path(out_dir)
-    identity = job_identity(model.config, model.tokenizer, recipe, Path(data_file), start)
+    identity = job_identity(model.config.to_dict(), model.tokenizer, recipe, Path(data_file), start)
     accelerator = _accelerator(recipe, torch.device(device))
     ga, main = recipe.gradient_accumulation_steps, accelerator.is_main_process
     folder = OutputFolder(out, Job("train", identity), owned=OWNED)

@@ -47,8 +47,9 @@ class Checkpoint:
     state: dict
 
 
-def job_identity(config, tokenizer, recipe: TrainingRecipe, data_file: Path, start: str) -> dict:
-    """What makes a training run this run: equal identities resume each other exactly."""
+def job_identity(model: dict, tokenizer, recipe: TrainingRecipe, data_file: Path, start: str) -> dict:
+    """What makes a training run this run (`model`: the configuration as plain data): equal identities resume
+    each other exactly."""
     from vlora.errors import InputError
     from vlora.training.data import tokenizer_fingerprint
 
@@ -58,7 +59,7 @@ def job_identity(config, tokenizer, recipe: TrainingRecipe, data_file: Path, sta
         raise InputError(f"training data {data_file} does not exist") from None
     except (IsADirectoryError, PermissionError) as e:
         raise InputError(f"training data {data_file} cannot be read ({e.strerror})") from None
-    return {"model": config.to_dict(), "recipe": {k: v for k, v in recipe.to_dict().items() if k not in HARMLESS},
+    return {"model": model, "recipe": {k: v for k, v in recipe.to_dict().items() if k not in HARMLESS},
             "data": data, "tokenizer": tokenizer_fingerprint(tokenizer)[:20], "start": start}
 
 

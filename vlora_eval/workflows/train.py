@@ -126,7 +126,7 @@ def run_stage(model, recipe: TrainingRecipe, data: TrainingSet, folder: Path, *,
 def _stage_identity(plan: TrainingPlan, recipe: TrainingRecipe, data: TrainingSet, start: str, tokenizer) -> dict:
     from vlora.training.resume import job_identity
 
-    return job_identity(plan.model, tokenizer, recipe, data.file(recipe.stage), start)
+    return job_identity(plan.model.to_dict(), tokenizer, recipe, data.file(recipe.stage), start)
 
 
 def train_plan(plan: TrainingPlan, data: TrainingSet, folder: Path, *, placement: Placement, label: str,
