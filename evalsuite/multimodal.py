@@ -87,9 +87,11 @@ class MultimodalAdapter:
 
         return self._batched(requests, run)
 
-    def loglikelihood(self, requests: Sequence[Request]) -> list[list[float] | Failure]:
+    def loglikelihood(self, requests: Sequence[Request], greedy: bool = False) -> list[list | Failure]:
         """Sum of log-probabilities of each choice as the assistant's answer, per request. A request's
-        choices share its batch and one prefill of its prompt (vlora/likelihood.py)."""
+        choices share its batch and one prefill of its prompt (vlora/likelihood.py). With `greedy`, each
+        choice's score is a pair (sum, whether greedy decoding after the prompt gives the choice's tokens):
+        lm-eval's (logprob, is_greedy), for the lmms-eval plugin."""
         def run(items: list[tuple[Request, list[int], list]]) -> list[list[float]]:
             prefixes, choices = [], []
             for request, context, _ in items:
@@ -98,7 +100,7 @@ class MultimodalAdapter:
                 choices.append(row)
             batch = self._collate(prefixes, [images for _, _, images in items])
             after = max(sum(len(c.tokens) for c in row) for row in choices)
-            return self.model.score_choices(batch, choices, self._mode(batch, after), self.cache)
+            return self.model.score_choices(batch, choices, self._mode(batch, after), self.cache, greedy)
 
         asked = [r for r in requests if r.choices]
         scores = iter(self._batched(asked, run))

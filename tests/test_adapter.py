@@ -92,6 +92,24 @@ def test_loglikelihood_prefers_the_forced_answer(images):
         handle.remove()
     assert max(range(3), key=scores.__getitem__) == 1
 
+@pytest.mark.parametrize("name", TINY)
+def test_greedy_flag_says_whether_greedy_decoding_gives_the_choice(name, images):
+    """`greedy=True` pairs each sum with lm-eval's is_greedy: the greedily decoded tokens are greedy, the
+    same tokens with the last one changed are not; the sums are those of `greedy=False`."""
+    from vlora.likelihood import Choice
+    from vlora.prompting import tokenize_with_placeholder
+
+    model = _adapter(name).model
+    context = tokenize_with_placeholder(model.prompt("What colour is the shape?"), model.tokenizer)
+    batch = model.collate([context], [[images[0]]])
+    (decoded,) = model.decode(batch, 3, stop_at_eos=False)
+    changed = [*decoded[:-1], (decoded[-1] + 1) % len(model.tokenizer)]
+    rows = [[Choice(tuple(decoded), 3), Choice(tuple(changed), 3), Choice(tuple(decoded[:1]), 1)]]
+    paired = model.score_choices(batch, rows, greedy=True)[0]
+    assert [g for _, g in paired] == [True, False, True]
+    assert [s for s, _ in paired] == pytest.approx(model.score_choices(batch, rows)[0], abs=1e-5)
+
+
 
 @pytest.mark.parametrize("name", TINY)
 def test_one_bad_request_does_not_lose_the_others(name, images, tmp_path):

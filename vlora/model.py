@@ -234,14 +234,16 @@ class MultimodalLM(nn.Module):
     @torch.inference_mode()
     def score_choices(self, batch: MultimodalBatch, choices: Sequence[Sequence[Choice]],
                       mode: ExecutionMode | str = ExecutionMode.FACTORIZED,
-                      cache: VisionCache | None = None) -> list[list[float]]:
+                      cache: VisionCache | None = None, greedy: bool = False) -> list[list]:
         """Per sample and choice, the summed log-probabilities of the choice's scored tokens after the
-        sample's prompt (the batch: the shared prefixes; vlora/likelihood.py)."""
+        sample's prompt (the batch: the shared prefixes; vlora/likelihood.py); with `greedy`, pairs
+        (sum, whether greedy decoding gives the choice)."""
         batch = batch.to(self.device)
         after = max((sum(len(c.tokens) for c in row) for row in choices), default=0)  # tokens after the prefix
         mode = self.resolve_mode(mode, batch, after)
         with self.conditioned(batch, mode, cache) as inputs:
-            return choice_logprobs(self.llm, inputs.prefill, batch.attention_mask, batch.position_ids, choices)
+            return choice_logprobs(self.llm, inputs.prefill, batch.attention_mask, batch.position_ids, choices,
+                                   greedy)
 
 
 def build_model(config: ModelConfig, tokenizer=None, seed: int = 0, device: torch.device | str = "cpu",
