@@ -1,9 +1,11 @@
 """lmms-eval's `--log_samples` files as predictions: VLMEvalKit-exact, judge-free scores for what lmms-eval ran.
 
 A `<date>_samples_<task>.jsonl` holds one JSON line per document: `doc_id` (the row of the task's split in the
-Hugging Face copy it read), the responses (`resps`, and `filtered_resps` after the task's filters), `target`,
-and the task's metric payload (MMBench's carries the benchmark's `index`). The model's own text is taken: the
-first of `resps` (else of `filtered_resps`), unfiltered, as VLMEvalKit would have seen it.
+Hugging Face copy it read), the response after the task's filters (`filtered_resps`: in the file lmms-eval
+0.7.3 writes, the text itself; in memory a list), sometimes the raw `resps`, `target`, `input`, and the
+task's metric payload (MMBench's carries the benchmark's `index`). The model's own text is taken: the first of
+`resps` where the file keeps them, else `filtered_resps` (lmms-eval's six tasks filter by taking the first
+response, the text unchanged).
 
 A row is found by `doc_id` in the HF copy's table (its `hf_split` / `hf_row`, evalsuite/hf_copies.py), the
 split being the task's (TASKS); with a TSV, only where the payload carries the benchmark's own index.

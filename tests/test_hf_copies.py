@@ -127,8 +127,9 @@ def samples_file(folder, task: str, rows: list[dict]) -> str:
 def test_lmms_samples_score_as_the_same_predictions_in_vlmevalkits_layout(suite, copies, tmp_path):
     data = load_benchmark_data(benchmark("MME"), copies["MME", "repo"])
     answers = ["Yes" if i % 3 else "No, it is not." for i in range(len(data.table))]
-    samples = [{"doc_id": int(row), "target": a, "resps": [[ans]], "filtered_resps": [ans[:4]],
-                "mme_perception_score": {"question_id": qid, "category": c, "score": 0}}
+    # the layout lmms-eval 0.7.3 writes (seen in a real run of its CLI): filtered_resps a string, no resps
+    samples = [{"doc_id": int(row), "target": a, "filtered_resps": ans, "token_counts": [None], "doc_hash": "x",
+                "mme_perception_score": {"question_id": qid, "category": c, "score": 0}, "input": "Q?"}
                for row, a, ans, qid, c in zip(data.table["hf_row"], data.table["answer"], answers,
                                               data.table["image_path"], data.table["category"], strict=True)]
     path = samples_file(tmp_path, "mme", samples[::-1])  # any order
