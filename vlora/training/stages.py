@@ -5,6 +5,8 @@ A stage says how its samples are read and what learns:
     name          what plans, checkpoints, logs and `--stage` call it; its data file is `<name>.json`
     template      how a record becomes tokens (vlora/training/data.py TEMPLATES): "plain" (`<image>` +
                   caption + newline, LLaVA's `--version plain`) or "dialogue" (the Vicuna-v1 conversation)
+    objective     what the loop minimises: "lm" (the answer tokens' cross-entropy, vlora/training/loop.py, on a
+                  MultimodalLM) or "contrastive" (CLIP's image-text loss, vlora/training/contrastive.py)
     defaults      the recipe of the stage (vlora/training/recipe.py): every field's value and its source,
                   `trains` (the model's parts that learn; the rest stay frozen) among them
     description   one line for `--help` and the docs
@@ -12,6 +14,9 @@ A stage says how its samples are read and what learns:
 The paper's two stages (Sect. 4.1; shared/reference/vlora_official.md section 3):
     pretrain   captions; the connector learns, the LLM and CLIP are frozen (tune_mm_mlp_adapter)
     finetune   instructions; the connector and the LLM learn, CLIP is frozen
+and the foundations' two (what the paper takes ready-made, Vicuna and CLIP; vlora/foundations.py):
+    language     text of the world (its questions with the scene written out, and captions); the LLM learns
+    contrastive  the world's images and captions; a small CLIP learns (its vision tower is the foundation)
 Adding a stage is one `register_stage(Stage(...))` (plus a template, if it reads samples a new way).
 """
 
@@ -23,7 +28,7 @@ from typing import Any
 
 from vlora.errors import ConfigError
 
-PARTS = ("connector", "llm", "vision")  # MultimodalLM's parts, as `trains` names them
+PARTS = ("connector", "llm", "vision", "clip")  # the parts `trains` names: MultimodalLM's, and a whole CLIPModel
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class Stage:
     template: str  # "plain" | "dialogue"
     description: str
     defaults: Mapping[str, tuple[Any, str]] = field(default_factory=dict)  # recipe field -> (value, source)
+    objective: str = "lm"  # "lm" | "contrastive"
 
     @property
     def data_file(self) -> str:
@@ -92,3 +98,16 @@ FINETUNE = register_stage(Stage(
     {**RELEASE, "learning_rate": (2e-5, "official"),
      "batch_size": (16, "official (per device, 8 GPUs: global 128)"),
      "trains": (("connector", "llm"), "official (the full LLM and the generator; no PEFT)")}))
+
+# --- the foundations' two stages (ours: the paper starts from Vicuna and CLIP) --------------------------------
+TINY: dict[str, tuple[Any, str]] = {
+    **RELEASE, "dtype": ("float32", "ours (tiny models on a CPU)"), "gradient_checkpointing": (False, "ours"),
+    "max_length": (1024, "ours (the tiny LLM's positions)"), "warmup_ratio": (0.05, "ours"),
+    "weight_decay": (0.0, "ours"), "save_every": (500, "ours"), "log_every": (50, "ours"), "epochs": (100, "ours")}
+LANGUAGE = register_stage(Stage(
+    "language", "dialogue", "text of the world (its question forms with the scene written out); the LLM learns",
+    {**TINY, "learning_rate": (1e-3, "ours"), "batch_size": (64, "ours"), "trains": (("llm",), "ours")}))
+CONTRASTIVE = register_stage(Stage(
+    "contrastive", "plain", "images and captions of the world; a small CLIP learns (its vision tower is kept)",
+    {**TINY, "learning_rate": (2e-3, "ours"), "batch_size": (128, "ours"), "weight_decay": (0.1, "ours"),
+     "trains": (("clip",), "ours")}, objective="contrastive"))

@@ -117,8 +117,11 @@ def run_stage(model, recipe: TrainingRecipe, data: TrainingSet, folder: Path, *,
               progress: bool = True, resume: bool = True, force: bool = False, say: Say = print) -> TrainResult:
     """One stage of `model` (in place) on its data, on the placement's device; saved under folder/model. The
     folder is claimed for this job (vlora/output_folder.py): resumed, left as finished, or refused."""
-    from vlora.training import train
+    from vlora.training import stage_record, train
 
+    if stage_record(recipe.stage).objective != "lm":
+        raise ConfigError(f"the {recipe.stage} stage trains a CLIP, not a multimodal model: it is built by "
+                          "`vlora-eval foundations build`")
     return train(model, recipe, data.file(recipe.stage), data.images, folder, progress=progress, resume=resume,
                  force=force, device=placement.device, start=start, say=say)
 
