@@ -22,6 +22,7 @@ import pandas as pd
 
 from evalsuite.data import BenchmarkData
 from evalsuite.errors import DataError
+from evalsuite.scoring import jsonl_objects
 
 # lmms-eval 0.7.3's tasks over the six benchmarks -> (our benchmark, the HF copy's split they read)
 TASKS = {"mmbench_en_dev": ("MMBench_DEV_EN", "dev"), "mmbench_en_dev_static": ("MMBench_DEV_EN", "dev"),
@@ -82,11 +83,8 @@ def read_lmms_samples(path: Path, data: BenchmarkData, split: str | None = None)
         mine = data.table[data.table["hf_split"] == split]
         by_row = dict(zip(mine["hf_row"].astype(int), mine["index"], strict=True))
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for number, row in jsonl_objects(path):
         try:
-            row = json.loads(line)
             text = _text(row["resps"] if row.get("resps") else row["filtered_resps"])
             doc_id = int(row["doc_id"])
         except (ValueError, KeyError, TypeError) as e:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,9 @@ def read_predictions(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
     return _one_per_index(table, path)
 
 
-def _read_jsonl(path: Path) -> pd.DataFrame:
-    rows = []
+def jsonl_objects(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of every non-empty line of a JSONL file; a line that is not a JSON object is a
+    DataError naming it."""
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -83,8 +85,11 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
             raise DataError(f"{path}: line {number} is not JSON ({e})") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}: line {number} holds a JSON {type(row).__name__}, not an object")
-        rows.append(row)
-    return pd.DataFrame(rows)
+        yield number, row
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    return pd.DataFrame([row for _, row in jsonl_objects(path)])
 
 
 def _one_per_index(table: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, list[str]]:
