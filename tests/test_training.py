@@ -111,7 +111,7 @@ def test_finetune_labels_cover_only_the_answers(tmp_path):
     (tmp_path / "d.json").write_text(json.dumps([record]))
     columns = read_records(tmp_path / "d.json", tmp_path, "finetune")
     assert columns["turns"][0][0][0] == "<image>\nWhat is shown?"  # moved to the front, as LLaVA does
-    ids, labels = tokenize_sample(columns["turns"][0], True, "finetune", tok, VICUNA_V1)
+    ids, labels = tokenize_sample(columns["turns"][0], True, "dialogue", tok, VICUNA_V1)
 
     text = (f"{VICUNA_V1.system} USER: <image>\nWhat is shown? ASSISTANT: a red circle</s>"
             "USER: How many? ASSISTANT: one</s>")
@@ -135,11 +135,11 @@ def test_finetune_labels_cover_only_the_answers(tmp_path):
 def test_pretrain_is_the_plain_template(tmp_path):
     model = build_model(preset("vlora-tiny"), seed=0)
     tok = model.tokenizer
-    ids, labels = tokenize_sample([["<image>\nignored question", "a red circle"]], True, "pretrain", tok)
+    ids, labels = tokenize_sample([["<image>\nignored question", "a red circle"]], True, "plain", tok)
     caption = tok("a red circle\n").input_ids[1:]  # the caption chunk without its BOS
     assert ids == [tok.bos_token_id, IMAGE_TOKEN_INDEX, *caption]
     assert labels == [IGNORE_INDEX, IGNORE_INDEX, *caption]  # BOS and the placeholder ignored
-    ids, labels = tokenize_sample([["", "a red circle"]], False, "pretrain", tok)  # text-only
+    ids, labels = tokenize_sample([["", "a red circle"]], False, "plain", tok)  # text-only
     assert ids == [tok.bos_token_id, *caption] and labels == [IGNORE_INDEX, *caption]
 
 

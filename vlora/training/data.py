@@ -2,8 +2,9 @@
 
 A record is {"id", "image" (path under the image folder; absent for text-only samples),
 "conversations": [{"from": "human" | "gpt", "value": ...}, ...]}, alternating human / gpt turns,
-the `<image>` placeholder in the first human turn. A stage's record names its template (TEMPLATES),
-as the release trained:
+the `<image>` placeholder in the first human turn. A stage's record names its template (TEMPLATES), as the
+release trained; a data record may name its own (`"template": "plain"`: a text stage that mixes captions
+into its dialogues):
   plain     (`--version plain`, pretrain): `<image>` + caption + "\n" -> [BOS, -200, caption..., \n];
             BOS and the placeholder are ignored, caption + "\n" is learned.
   dialogue  (`--version v1`, finetune): the Vicuna-v1 dialogue; `<image>\n` moved to the front of the
@@ -35,7 +36,7 @@ from vlora.prompting import (
     tokenize_for_training,
 )
 
-DATA_FORMAT = 1  # part of the cache key: bump when the tokenisation below changes
+DATA_FORMAT = 2  # part of the cache key: bump when the tokenisation below changes
 ROLES = ("human", "gpt")
 
 
@@ -50,13 +51,14 @@ def read_records(data_file: str | Path, image_dir: str | Path, stage: str) -> di
     InputError naming the file and the record."""
     data_file, image_dir = Path(data_file), Path(image_dir)
     records = read_json_records(data_file)
-    columns: dict[str, list] = {"id": [], "image": [], "turns": []}
+    columns: dict[str, list] = {"id": [], "image": [], "turns": [], "form": []}
     for index, record in enumerate(records):
         rid = record.get("id", index) if isinstance(record, dict) else index
-        image, turns = _check_record(record, index, rid, data_file, image_dir, stage)
+        image, turns, form = _check_record(record, index, rid, data_file, image_dir, stage)
         columns["id"].append(str(rid))
         columns["image"].append(image)
         columns["turns"].append(turns)
+        columns["form"].append(form)
     check_images(columns["id"], columns["image"], data_file, image_dir)
     return columns
 
@@ -101,7 +103,7 @@ def read_json_records(data_file: Path) -> list:
 
 
 def _check_record(record: Any, index: int, rid: Any, data_file: Path, image_dir: Path,
-                  stage: str) -> tuple[str | None, list[list[str]]]:
+                  stage: str) -> tuple[str | None, list[list[str]], str]:
     def fail(problem: str) -> InputError:
         return _fail(data_file, index, rid, problem)
 
@@ -118,8 +120,11 @@ def _check_record(record: Any, index: int, rid: Any, data_file: Path, image_dir:
                        "(turns alternate human, gpt, starting with human)")
     if len(conversations) % 2:
         raise fail("ends with a human turn that has no gpt answer")
-    if template_of(stage) == "plain" and len(conversations) != 2:
-        raise fail(f"a {stage} record is one human / gpt pair (a caption), got {len(conversations)} turns")
+    form = record.get("template", template_of(stage))
+    if form not in TEMPLATES:
+        raise fail(f"'template' must be one of {', '.join(TEMPLATES)}, got {form!r}")
+    if form == "plain" and len(conversations) != 2:
+        raise fail(f"a plain record is one human / gpt pair (a caption), got {len(conversations)} turns")
 
     image = record.get("image")
     if image is not None and (not isinstance(image, str) or not image):
@@ -133,14 +138,15 @@ def _check_record(record: Any, index: int, rid: Any, data_file: Path, image_dir:
     values = [turn["value"] for turn in conversations]
     if image is not None:  # LLaVA's preprocess_multimodal: the placeholder goes first, then a newline
         values[0] = f"{IMAGE_PLACEHOLDER}\n" + values[0].replace(IMAGE_PLACEHOLDER, "").strip()
-    return image, [[values[i], values[i + 1]] for i in range(0, len(values), 2)]
+    return image, [[values[i], values[i + 1]] for i in range(0, len(values), 2)], form
 
 
 # --- tokenisation ---------------------------------------------------------------------------------
-def tokenize_sample(turns: Sequence[Sequence[str]], has_image: bool, stage: str, tokenizer,
+def tokenize_sample(turns: Sequence[Sequence[str]], has_image: bool, form: str, tokenizer,
                     template: ConversationTemplate = VICUNA_V1) -> tuple[list[int], list[int]]:
-    """(input ids, labels) of one sample; labels are IGNORE_INDEX where nothing is learned."""
-    return tokenize_for_training(TEMPLATES[template_of(stage)](turns, has_image, template), tokenizer)
+    """(input ids, labels) of one sample in the template `form` ("plain" | "dialogue"); labels are IGNORE_INDEX
+    where nothing is learned."""
+    return tokenize_for_training(TEMPLATES[form](turns, has_image, template), tokenizer)
 
 
 def _plain(turns: Sequence[Sequence[str]], has_image: bool, template: ConversationTemplate) -> list[tuple[str, str]]:
@@ -234,8 +240,8 @@ def load_training_data(data_file: str | Path, image_dir: str | Path, tokenizer, 
 
     def tokenize_batch(batch: dict[str, list]) -> dict[str, list]:
         out: dict[str, list] = {"input_ids": [], "labels": [], "loss_tokens": []}
-        for rid, image, turns in zip(batch["id"], batch["image"], batch["turns"], strict=True):
-            ids, labels = tokenize_sample(turns, image is not None, stage, tokenizer, template)
+        for rid, image, turns, form in zip(batch["id"], batch["image"], batch["turns"], batch["form"], strict=True):
+            ids, labels = tokenize_sample(turns, image is not None, form, tokenizer, template)
             try:
                 ids, labels = truncate(ids, labels, max_length, positions_per_image)
             except ValueError as e:
@@ -247,7 +253,7 @@ def load_training_data(data_file: str | Path, image_dir: str | Path, tokenizer, 
 
     with datasets_progress(progress):
         dataset = datasets.Dataset.from_dict(columns).map(
-            tokenize_batch, batched=True, remove_columns=["turns"], cache_file_name=str(cache_file),
+            tokenize_batch, batched=True, remove_columns=["turns", "form"], cache_file_name=str(cache_file),
             new_fingerprint=fingerprint, load_from_cache_file=True, desc=f"tokenising {data_file.name}")
     return TrainingData(dataset, data_file, image_dir, fingerprint, cache_file, from_cache=False)
 
