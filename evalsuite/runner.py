@@ -41,6 +41,7 @@ class RunOptions:
     progress: bool = True
     environment: Mapping[str, Any] = field(default_factory=dict)  # device, dtype, threads, process: for the manifest
     embedded_model: bool = False  # the model is the embedded tiny one (workflows/embedded.py), not a real checkpoint
+    model_origin: dict[str, Any] | None = None  # what made the model (the embedded one's foundations, answer style)
 
     def __post_init__(self) -> None:
         check_rules(self.rules)
@@ -250,7 +251,8 @@ def _manifest(card, checkpoint, data: BenchmarkData, table: pd.DataFrame, option
               execution: dict[str, Any] | None = None) -> dict[str, Any]:
     spec, seconds, predicted = data.spec, result.seconds, result.predicted
     return {
-        "model": {**{k: v for k, v in card.to_dict().items() if k != "config"}, "embedded": options.embedded_model},
+        "model": {**{k: v for k, v in card.to_dict().items() if k != "config"}, "embedded": options.embedded_model,
+                  "origin": options.model_origin},
         "config_hash": config_hash(card.config.to_dict()), "model_config": card.config.to_dict(), "checkpoint": checkpoint,
         "benchmark": spec.name, "data": {"path": str(data.path), "md5": data.md5, "known_release": spec.md5.get(data.md5),
                                          "embedded_mini_suite": data.embedded, "mini_suite": data.mini_suite,

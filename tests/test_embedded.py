@@ -9,13 +9,15 @@ import pytest
 from typer.testing import CliRunner
 
 import vlora_eval.workflows.embedded as embedded
+from vlora.foundations import Foundations
 from vlora_eval.cli import app
+from vlora_eval.workflows.foundations import shipped as shipped_foundations
 
 MICRO = embedded.EmbeddedRecipe(
-    version=1, mini_suite=embedded.MiniSuiteSettings(seed=0, scale=1), models={},
+    version=2, foundations="shipped", models={},
+    mini_suite=embedded.MiniSuiteSettings(seed=0, scale=1, answer_style={"mcq": "text", "yes_no": "desc"}),
     stages={stage: {"learning_rate": 1e-3, "batch_size": 4, "max_steps": 2, "dtype": "float32",
-                    "gradient_checkpointing": False, "max_length": 1024, "save_every": 0, "epochs": 1,
-                    **({"trains": ["connector", "llm"]} if stage == "pretrain" else {})}
+                    "gradient_checkpointing": False, "max_length": 1024, "save_every": 0, "epochs": 1}
             for stage in ("pretrain", "finetune")},
 )
 
@@ -54,6 +56,12 @@ def test_the_main_job_works_on_a_fresh_machine(fresh_machine):
     manifest = json.loads((tmp_path / "vlora-eval-results" / "vlora-embedded" / "MMBench_DEV_EN" / "manifest.json"
                            ).read_text())  # the default results root: outside a checkout's committed results/
     assert manifest["model"]["embedded"] is True and manifest["data"]["embedded_mini_suite"] is True
+    origin = manifest["model"]["origin"]  # it started from the shipped foundations, and says how it answers
+    shipped = Foundations.load(shipped_foundations())
+    assert origin["foundations"]["shipped"] is True and origin["foundations"]["fingerprint"] == shipped.fingerprint
+    assert origin["answer_style"] == {"mcq": "text", "yes_no": "desc"}
+    assert "the foundations' own" in origin["tokenizer"]
+    assert "training the embedded tiny vlora" in flat and "foundations" in flat
     assert str(tmp_path / "cache") in manifest["checkpoint"]  # cached under the user cache directory
     again = CliRunner().invoke(app, ["run", "--model", "vlora", "--bench", "mmbench", "--max-new-tokens", "2",
                                      "--json"])
@@ -89,7 +97,10 @@ def test_embedded_plans_go_through_the_one_override_path(monkeypatch):
     monkeypatch.setattr(embedded, "recipe", lambda: with_rank)
     plan = embedded.plan("vlora")
     assert plan.model.connector.rank == 2
-    assert plan.stages["pretrain"].trains == plan.stages["finetune"].trains == ("connector", "llm")  # finetune: as released
+    assert plan.stages["pretrain"].trains == ("connector",)  # the paper's stages: LLM frozen in pre-training
+    assert plan.stages["finetune"].trains == ("connector", "llm")
+    found = Foundations.load(shipped_foundations())  # on the foundations' LLM and vision tower
+    assert plan.model.llm == found.llm_config and plan.model.vision == found.vision_config
     assert plan.stages["finetune"].max_steps == 2
     monkeypatch.setattr(embedded, "recipe", lambda: dataclasses.replace(
         MICRO, models={"vlora": embedded.EmbeddedModel({"connector.ranq": 2})}))

@@ -20,10 +20,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from evalsuite.extraction import can_infer, yes_no
 from evalsuite.mini import write_mini_suite
 from evalsuite.mini.claims import CLAIM_TYPES, ask, claims, truth
+from evalsuite.mini.items import AnswerStyle
 from evalsuite.mini.questions import MCQ_EN
-from evalsuite.mini.training import training_scenes
+from evalsuite.mini.training import instruction_record, training_scenes
 from evalsuite.mini.world import COLORS, FRENCH, SIDES, pixel_key, random_scene, render, tallest
 
 M = 1_000_000
@@ -363,37 +365,36 @@ def test_questions_follow_the_scene_truth():
 # --- training data --------------------------------------------------------------------------------------
 
 def test_training_records(suite):
+    """A caption per scene, two questions per scene in the benchmarks' forms, answered in the default style
+    (the option's text; what is seen, then Yes/No), each answer what VLMEvalKit's extraction reads right."""
     root = suite["pretrain"].parent
     pretrain = json.loads(suite["pretrain"].read_text(encoding="utf-8"))
     finetune = json.loads(suite["finetune"].read_text(encoding="utf-8"))
-    assert len(pretrain) == 600 and len(finetune) == 1500
-    assert len({r["id"] for r in pretrain + finetune}) == 2100
+    assert len(pretrain) == 1000 and len(finetune) == 2000
+    assert len({r["id"] for r in pretrain + finetune}) == 3000
     for record in pretrain:
         assert set(record) == {"id", "image", "conversations"}
         human, gpt = record["conversations"]
         assert human == {"from": "human", "value": "<image>\n"} and gpt["from"] == "gpt" and gpt["value"]
     styles = {"mcq": 0, "zh": 0, "yes_no": 0, "open": 0}
     for record in finetune:
-        assert set(record) == {"id", "image", "conversations"}
-        turns = record["conversations"]
-        assert len(turns) % 2 == 0 and [t["from"] for t in turns] == ["human", "gpt"] * (len(turns) // 2)
-        assert turns[0]["value"].startswith("<image>\n")
-        assert all("<image>" not in t["value"] for t in turns[1:])
-        for human, gpt in zip(turns[::2], turns[1::2], strict=True):
-            prompt, answer = human["value"], gpt["value"]
-            letters = re.findall(r"^([A-I])\. ", prompt, flags=re.M)
-            if prompt.endswith("Answer with the option's letter from the given choices directly."):
-                styles["mcq"] += 1
-                assert answer in letters
-            elif prompt.endswith("请直接回答选项字母。"):
-                styles["zh"] += 1
-                assert answer in letters
-            elif prompt.endswith("Answer the question using a single word or phrase."):
-                styles["open"] += 1
-                assert answer and answer not in ("Yes", "No")
-            else:
-                styles["yes_no"] += 1
-                assert answer in ("Yes", "No") and prompt.endswith(("?", "? Please answer yes or no."))
+        assert set(record) == {"id", "image", "qtype", "conversations"}
+        human, gpt = record["conversations"]
+        assert human["value"].startswith("<image>\n") and gpt["from"] == "gpt"
+        prompt, answer = human["value"], gpt["value"]
+        options = dict(re.findall(r"^([A-I])\. (.*)$", prompt, flags=re.M))
+        if prompt.endswith(("Answer with the option's letter from the given choices directly.", "请直接回答选项字母。")):
+            styles["zh" if prompt.endswith("。") else "mcq"] += 1
+            assert answer in options.values()  # the option's text: exact matching maps it to its letter
+            assert can_infer(answer, options) in options
+        elif prompt.endswith(("Answer the question using a single word or phrase.", "Answer the question directly.")):
+            styles["open"] += 1
+            assert answer and answer not in ("Yes", "No")
+        else:
+            styles["yes_no"] += 1
+            seen, verdict = answer.rsplit(". ", 1)
+            assert verdict in ("Yes", "No") and seen and prompt.endswith(("?", "? Please answer yes or no."))
+            assert yes_no(answer) == verdict  # VLMEvalKit's reader finds exactly the verdict
     assert min(styles.values()) >= 50
     turns = [t["value"] for r in finetune for t in r["conversations"]]
     suffixed = [t for t in turns if t.endswith(" Please answer yes or no.")]
@@ -409,7 +410,7 @@ def test_no_scene_is_both_trained_on_and_tested(suite, tables):
             if not missing(cell) and len(cell) > 64:
                 bench |= {pixel_key(decode(b64)) for b64 in images_of(cell)}
     train = {pixel_key(Image.open(p)) for p in (suite["pretrain"].parent / "images").glob("*.png")}
-    assert len(bench) > 100 and len(train) == 750
+    assert len(bench) > 100 and len(train) == 1000
     assert not bench & train
 
 
@@ -436,6 +437,23 @@ def test_scale_multiplies_counts(tmp_path):
     paths = write_mini_suite(tmp_path / "x2", seed=0, scale=2)
     assert (pd.read_csv(paths["MMBench_DEV_EN"], sep="\t")["index"] < M).sum() == 60
     assert len(pd.read_csv(paths["MMMU_DEV_VAL"], sep="\t")) == 52
-    assert len(json.loads(paths["finetune"].read_text(encoding="utf-8"))) == 3000
+    assert len(json.loads(paths["finetune"].read_text(encoding="utf-8"))) == 4000
     with pytest.raises(ValueError):
         write_mini_suite(tmp_path / "bad", scale=0)
+
+
+@pytest.mark.parametrize("style", [AnswerStyle("letter", "plain"), AnswerStyle("text_letter", "desc")])
+def test_every_answer_style_is_read_right_by_vlmevalkits_extraction(style):
+    """The same questions in another style: the letter (as the prompt asks) / Yes-No, or text then letter."""
+    rng = random.Random(3)
+    scenes = training_scenes(rng, 80, set())
+    for i in range(300):
+        record = instruction_record(f"r{i}", "x.png", scenes[i % 80][0], rng, style)
+        prompt, answer = (turn["value"] for turn in record["conversations"])
+        options = dict(re.findall(r"^([A-I])\. (.*)$", prompt, flags=re.M))
+        form = record["qtype"].split("/")[0]
+        if form in ("mcq", "mcq_zh"):
+            letter = answer if style.mcq == "letter" else answer.rsplit(". ", 1)[1]
+            assert letter in options and can_infer(answer, options) == letter
+        elif form == "yn":
+            assert yes_no(answer) == answer.rsplit(". ", 1)[-1] in ("Yes", "No")

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from tsv_fixtures import b64_image, circular_table, write_tsv, yes_no_table
 
+import evalsuite.mini.items as items
 import evalsuite.mini.training as training
 from evalsuite import prompts
 from evalsuite.benchmarks import PROTOCOLS, benchmark, spec_from_entry, specs
@@ -211,14 +212,14 @@ def test_a_new_protocol_is_one_class_and_a_yaml_entry(tmp_path, monkeypatch):
 def test_the_training_data_asks_mcq_as_evaluation_does(monkeypatch):
     """Every multiple-choice prompt of the mini-suite's training data is the evaluation prompt of the
     benchmark row holding that question, hint and options (English and Chinese)."""
-    assert training.llava_mcq_prompt is prompts.llava_mcq_prompt
+    assert items.llava_mcq_prompt is prompts.llava_mcq_prompt
     calls = []
 
     def recording(question, options, hint=None):
         calls.append((question, dict(options), hint, prompts.llava_mcq_prompt(question, options, hint)))
         return calls[-1][-1]
 
-    monkeypatch.setattr(training, "llava_mcq_prompt", recording)
+    monkeypatch.setattr(items, "llava_mcq_prompt", recording)
     rng = random.Random(5)
     scenes = training.training_scenes(rng, 60, set())
     records = [training.instruction_record(f"r{i}", "x.png", scenes[i % 60][0], rng) for i in range(400)]

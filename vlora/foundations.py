@@ -94,6 +94,14 @@ class Foundations:
 
         return load_tokenizer(self.folder / "tokenizer")
 
+    def reproduces_reference(self, atol: float = 1e-3) -> str | None:
+        """None when the weights give the manifest's reference outputs, else what differs (one line)."""
+        now, then = reference_outputs(self.folder, int(self.manifest.get("select_layer", -2))), self.manifest["reference"]
+        for key in ("llm_logits_first16", "clip_features"):
+            if not torch.allclose(torch.tensor(now[key]), torch.tensor(then[key]), atol=atol):
+                return f"{key}: {now[key]} != recorded {then[key]}"
+        return None if now["llm_greedy"] == then["llm_greedy"] else f"greedy {now['llm_greedy']!r} != {then['llm_greedy']!r}"
+
     @torch.no_grad()
     def apply(self, model) -> None:
         """Fill `model`'s LLM and vision tower with the foundations' weights (every tensor, shapes checked);
@@ -113,3 +121,38 @@ class Foundations:
                     raise CheckpointError(f"{self.folder / part}: {key} is {tuple(tensor.shape)}, the model's "
                                           f"{tuple(own[key].shape)}")
                 own[key].copy_(tensor)
+
+
+# --- reference outputs: what a load must reproduce -----------------------------------------------------------
+REFERENCE_QUESTION = "What color is the circle?\nAnswer the question using a single word or phrase."
+
+
+def reference_image(size: int) -> torch.Tensor:
+    """A fixed input [1, 3, size, size]: smooth ramps in each channel (no file, no RNG)."""
+    ramp = torch.linspace(-1.5, 1.5, size)
+    return torch.stack([ramp[None, :].expand(size, size), ramp[:, None].expand(size, size),
+                        (ramp[None, :] * ramp[:, None]).clamp(-1.5, 1.5)])[None]
+
+
+@torch.no_grad()
+def reference_outputs(folder: Path, select_layer: int = -2) -> dict[str, Any]:
+    """The LLM's last-position logits (first 16 ids, and the greedy next 5 tokens) on the Vicuna prompt of a fixed
+    question, and the vision tower's selected features (first 4 patches x 8 channels) on a fixed image."""
+    from transformers import CLIPVisionModel, LlamaForCausalLM
+
+    from vlora.hf_quiet import quiet_transformers
+    from vlora.prompting import VICUNA_V1
+    from vlora.tokenizer import load_tokenizer
+
+    folder = Path(folder)
+    tokenizer = load_tokenizer(folder / "tokenizer")
+    with quiet_transformers():
+        llm = LlamaForCausalLM.from_pretrained(folder / "llm").eval()
+        vision = CLIPVisionModel.from_pretrained(folder / "clip").eval()
+    ids = torch.tensor([tokenizer(VICUNA_V1.prompt(REFERENCE_QUESTION)).input_ids])
+    logits = llm(input_ids=ids).logits[0, -1]
+    greedy = llm.generate(ids, max_new_tokens=5, do_sample=False, pad_token_id=tokenizer.pad_token_id)[0, ids.shape[1]:]
+    image = reference_image(vision.config.image_size)
+    features = vision(pixel_values=image, output_hidden_states=True).hidden_states[select_layer][0, 1:5, :8]
+    return {"question": REFERENCE_QUESTION, "llm_logits_first16": [round(float(x), 5) for x in logits[:16]],
+            "llm_greedy": tokenizer.decode(greedy), "clip_features": [[round(float(x), 5) for x in row] for row in features]}

@@ -31,11 +31,14 @@ class ConversationTemplate:
     def dialogue(self, turns: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
         """Multi-turn training text as (instruction part, answer part) pieces, in order.
 
-        The instruction parts are masked from the loss; each answer part ends with sep2 (EOS).
+        The instruction parts are masked from the loss; each answer part ends with sep2 (EOS). The space
+        after "ASSISTANT:" belongs to the answer, as in LLaVA's `preprocess_v1` (its instruction length drops
+        the trailing space's token): a tokenizer without a merged "▁3" must learn the bare "▁" that starts
+        the answer, or greedy decoding after "ASSISTANT:" can never begin one.
         """
         pieces, head = [], self.system + self.sep
         for question, answer in turns:
-            pieces.append((f"{head}{self.roles[0]}: {question}{self.sep}{self.roles[1]}: ", f"{answer}{self.sep2}"))
+            pieces.append((f"{head}{self.roles[0]}: {question}{self.sep}{self.roles[1]}:", f" {answer}{self.sep2}"))
             head = ""
         return pieces
 

@@ -27,11 +27,12 @@ import pandas as pd
 
 from evalsuite.benchmarks import benchmark
 from evalsuite.errors import DataError
-from evalsuite.mini.training import write_training
+from evalsuite.mini.items import AnswerStyle
+from evalsuite.mini.training import DEFAULT_STYLE, write_training
 from evalsuite.mini.writers import ImageBank, write_ccbench, write_mmbench, write_mmmu, write_scienceqa
 from evalsuite.mini.writers_yn import write_hallusionbench, write_mme
 
-__all__ = ["BENCHMARKS", "MARKER", "write_mini_suite"]
+__all__ = ["BENCHMARKS", "MARKER", "benchmark_image_keys", "write_mini_suite"]
 
 MARKER = ".vlora-eval-mini.json"  # {"files": {relative path: md5}} of what the tool wrote in the folder
 
@@ -45,10 +46,12 @@ def stream(seed: int, name: str) -> random.Random:
     return random.Random(f"vlora-eval mini-suite/{seed}/{name}")
 
 
-def write_mini_suite(out: Path, seed: int = 0, scale: int = 1, force: bool = False) -> dict[str, Path]:
+def write_mini_suite(out: Path, seed: int = 0, scale: int = 1, force: bool = False,
+                     style: AnswerStyle = DEFAULT_STYLE) -> dict[str, Path]:
     """Write the six benchmark TSVs and the training data under `out`; return {name: path} with keys
     'MMBench_DEV_EN', 'CCBench', 'MME', 'HallusionBench', 'ScienceQA_VAL', 'MMMU_DEV_VAL',
-    'pretrain' (JSON), 'finetune' (JSON). `scale` multiplies the number of questions/samples.
+    'pretrain' (JSON), 'finetune' (JSON). `scale` multiplies the number of questions/samples; `style` is
+    how the training data answers (evalsuite/mini/items.py).
     Files in `out` that the tool did not write are never replaced unless `force`."""
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, not {seed!r}")
@@ -63,8 +66,8 @@ def write_mini_suite(out: Path, seed: int = 0, scale: int = 1, force: bool = Fal
         bank = ImageBank()
         for name, writer in BENCHMARKS.items():
             writer(staging / f"{name}.tsv", stream(seed, name), bank, scale)
-        write_training(staging / "train", stream(seed, "train"), scale, bank.keys)
-        _write_readme(staging, seed, scale, bank)
+        write_training(staging / "train", stream(seed, "train"), scale, bank.keys, style)
+        _write_readme(staging, seed, scale, bank, style)
         _publish(staging, out, force)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -119,7 +122,7 @@ def _publish(staging: Path, out: Path, force: bool) -> None:
     marker.write_text(json.dumps({"format": "vlora-eval mini-suite", "files": record}, indent=1), encoding="utf-8")
 
 
-def _write_readme(out: Path, seed: int, scale: int, bank: ImageBank) -> None:
+def _write_readme(out: Path, seed: int, scale: int, bank: ImageBank, style: AnswerStyle) -> None:
     paths = {name: out / f"{name}.tsv" for name in BENCHMARKS}
     paths.update({name: out / "train" / f"{name}.json" for name in ("pretrain", "finetune")})
     lines = ["# vlora-eval mini-suite", "",
@@ -128,7 +131,8 @@ def _write_readme(out: Path, seed: int, scale: int, bank: ImageBank) -> None:
              "whose scenes never appear in a benchmark. Written by `evalsuite.mini.write_mini_suite`.",
              "Not the real benchmarks: scores test a pipeline, or a model trained on the training data.",
              "", f"- seed: {seed}, scale: {scale}",
-             f"- benchmark images: {bank.count} ({len(bank.keys)} distinct)", ""]
+             f"- benchmark images: {bank.count} ({len(bank.keys)} distinct)",
+             f"- training answers ({style.mcq}, {style.yes_no}): {style.describe()}", ""]
     lines += ["| file | rows | questions |", "|---|---|---|"]
     for name in BENCHMARKS:
         frame = pd.read_csv(paths[name], sep="\t")
@@ -139,3 +143,24 @@ def _write_readme(out: Path, seed: int, scale: int, bank: ImageBank) -> None:
         records = len(json.loads(paths[name].read_text(encoding="utf-8")))
         lines.append(f"| train/{paths[name].name} | {records} records | images: {images} in train/images |")
     (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def benchmark_image_keys(folder: Path) -> set[str]:
+    """The canonical keys (world.pixel_key) of every image in a written suite's six TSVs: what training
+    scenes drawn elsewhere (the foundations' corpus) must avoid."""
+    import ast
+    import base64
+    import io
+
+    from PIL import Image
+
+    from evalsuite.mini.world import pixel_key
+
+    keys = set()
+    for name in BENCHMARKS:
+        for cell in pd.read_csv(Path(folder) / f"{name}.tsv", sep="\t")["image"]:
+            if not isinstance(cell, str) or len(cell) <= 64:  # a reference to another row's image
+                continue
+            for encoded in (ast.literal_eval(cell) if cell.startswith("[") else [cell]):
+                keys.add(pixel_key(Image.open(io.BytesIO(base64.b64decode(encoded))).convert("RGB")))
+    return keys

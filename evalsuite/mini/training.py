@@ -1,7 +1,8 @@
 """Training data of the mini-suite in LLaVA's formats: captions (pretrain) and instructions (finetune).
 
-The finetune questions are of the types and answer styles the benchmarks ask: LLaVA-style multiple choice
-(answer = the letter), Chinese multiple choice, yes/no (answer Yes/No) and short open answers.
+The finetune questions are of the forms the benchmarks ask (evalsuite/mini/items.py): LLaVA-style multiple
+choice, Chinese multiple choice, yes/no and short open answers, answered in an AnswerStyle (the option's letter
+or text; Yes/No, or what is seen and then Yes/No).
 No training scene equals a benchmark scene: scenes whose canonical key is in `forbidden` are redrawn.
 """
 
@@ -11,8 +12,7 @@ import json
 import random
 from pathlib import Path
 
-from evalsuite.mini.claims import CLAIM_TYPES, YES_NO_SUFFIX, ask, yes_no_pair
-from evalsuite.mini.questions import MCQ_EN, MCQ_ZH, OPEN_INSTRUCTION
+from evalsuite.mini.items import AnswerStyle, any_item
 from evalsuite.mini.world import (
     CELL_NAMES,
     SCENE_KINDS,
@@ -27,12 +27,10 @@ from evalsuite.mini.world import (
     tallest,
     text_value,
 )
-from evalsuite.mini.writers import HINTS
-from evalsuite.prompts import llava_mcq_prompt
 
-PRETRAIN_PER_SCALE = 600
-FINETUNE_PER_SCALE = 1500
-SCENES_PER_SCALE = 750  # each training scene: one caption (the first 600) and two instruction records
+SCENES_PER_SCALE = 1000  # each training scene: one caption and QUESTIONS_PER_SCENE instruction records
+QUESTIONS_PER_SCENE = 2
+DEFAULT_STYLE = AnswerStyle()  # what the embedded models are taught (README: Answer style)
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
@@ -90,66 +88,19 @@ def caption(scene: Scene, rng: random.Random) -> str:
     return text + (f" The largest value is {top.value}, for {top.label}." if top else "")
 
 
-def _mcq_turn(scene: Scene, rng: random.Random, chinese: bool = False) -> tuple[str, str] | None:
-    generators = MCQ_ZH if chinese else MCQ_EN
-    names = list(generators)
-    rng.shuffle(names)
-    for name in names:
-        mcq = generators[name](scene, rng, rng.choice((2, 3, 4, 4, 5)))
-        if mcq is None:
-            continue
-        hint = HINTS[scene.kind] if not chinese and rng.random() < 0.15 else None
-        question = mcq.question
-        if not chinese and rng.random() < 0.05:  # MMMU-style mention of the image
-            question = f"Look at <image 1>. {question}"
-        return llava_mcq_prompt(question, mcq.lettered, hint), mcq.letter
-    return None
+def instruction_record(record_id: str, image: str, scene: Scene, rng: random.Random,
+                       style: AnswerStyle = DEFAULT_STYLE) -> dict:
+    """One question about the scene (any benchmark form, evalsuite/mini/items.py), answered in `style`."""
+    item = any_item(scene, rng)
+    return {"id": record_id, "image": image, "qtype": f"{item['form']}/{item['qtype']}",
+            "conversations": [{"from": "human", "value": "<image>\n" + item["prompt"]},
+                              {"from": "gpt", "value": style.answer(item)}]}
 
 
-def _yes_no_turn(scene: Scene, rng: random.Random) -> tuple[str, str] | None:
-    types = list(CLAIM_TYPES)
-    rng.shuffle(types)
-    for ctype in types:
-        pair = yes_no_pair(ctype, scene, rng)
-        if pair is not None:
-            claim, answer = (pair[0], "Yes") if rng.random() < 0.5 else (pair[1], "No")
-            # mostly MME's phrasing; some without the suffix, as HallusionBench asks
-            return ask(claim) + (YES_NO_SUFFIX if rng.random() < 0.8 else ""), answer
-    return None
-
-
-def _open_turn(scene: Scene, rng: random.Random) -> tuple[str, str] | None:
-    names = list(MCQ_EN)
-    rng.shuffle(names)
-    for name in names:
-        mcq = MCQ_EN[name](scene, rng, 2)
-        if mcq is not None:
-            return f"{mcq.question}\n{OPEN_INSTRUCTION}", mcq.answer_text
-    return None
-
-
-def _turn(scene: Scene, rng: random.Random) -> tuple[str, str]:
-    r = rng.random()
-    order = ([_mcq_turn] if r < 0.40 else [_yes_no_turn] if r < 0.70 else [_open_turn] if r < 0.88
-             else [lambda s, g: _mcq_turn(s, g, chinese=True)])
-    for make in order + [_mcq_turn, _yes_no_turn]:
-        turn = make(scene, rng)
-        if turn is not None:
-            return turn
-    raise RuntimeError(f"no question about {scene}")  # pragma: no cover
-
-
-def instruction_record(record_id: str, image: str, scene: Scene, rng: random.Random) -> dict:
-    prompt, answer = _turn(scene, rng)
-    conversations = [{"from": "human", "value": "<image>\n" + prompt}, {"from": "gpt", "value": answer}]
-    if rng.random() < 0.3:  # a follow-up turn about the same image
-        prompt, answer = _turn(scene, rng)
-        conversations += [{"from": "human", "value": prompt}, {"from": "gpt", "value": answer}]
-    return {"id": record_id, "image": image, "conversations": conversations}
-
-
-def write_training(train_dir: Path, rng: random.Random, scale: int, forbidden: set[str]) -> dict[str, Path]:
-    """images/mini_NNNNN.png, pretrain.json and finetune.json under `train_dir`."""
+def write_training(train_dir: Path, rng: random.Random, scale: int, forbidden: set[str],
+                   style: AnswerStyle = DEFAULT_STYLE) -> dict[str, Path]:
+    """images/mini_NNNNN.png, pretrain.json (a caption of every scene) and finetune.json (two questions per
+    scene, answered in `style`) under `train_dir`."""
     images_dir = train_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     scenes = training_scenes(rng, SCENES_PER_SCALE * scale, forbidden)
@@ -160,11 +111,9 @@ def write_training(train_dir: Path, rng: random.Random, scale: int, forbidden: s
     pretrain = [{"id": f"mini_pretrain_{i:06d}", "image": names[i],
                  "conversations": [{"from": "human", "value": "<image>\n"},
                                    {"from": "gpt", "value": caption(scenes[i][0], rng)}]}
-                for i in range(PRETRAIN_PER_SCALE * scale)]
-    finetune = []
-    for i in range(FINETUNE_PER_SCALE * scale):
-        j = i % len(scenes)
-        finetune.append(instruction_record(f"mini_finetune_{i:06d}", names[j], scenes[j][0], rng))
+                for i in range(len(scenes))]
+    finetune = [instruction_record(f"mini_finetune_{i:06d}", names[i % len(scenes)], scenes[i % len(scenes)][0], rng,
+                                   style) for i in range(QUESTIONS_PER_SCENE * len(scenes))]
     paths = {"pretrain": train_dir / "pretrain.json", "finetune": train_dir / "finetune.json"}
     for name, records in (("pretrain", pretrain), ("finetune", finetune)):
         paths[name].write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

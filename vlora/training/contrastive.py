@@ -154,28 +154,33 @@ def train_contrastive(clip, tokenizer, recipe: TrainingRecipe, data_file: Path, 
                 pixels = preprocess_images([decode_image(image_dir / p["image"], label=str(image_dir / p["image"]))
                                             for p in chosen], vision)
                 text = tokenizer([p["caption"] + tokenizer.eos_token for p in chosen], padding="longest",
-                                 return_tensors="pt", padding_side="right")
+                                 return_tensors="pt", padding_side="right", truncation=True,
+                                 max_length=clip.config.text_config.max_position_embeddings)
                 loss = contrastive_loss(clip, pixels, text.input_ids, text.attention_mask)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(clip.parameters(), recipe.max_grad_norm or math.inf)
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
-                since.append(float(loss))
+                last = loss.item()
+                since.append(last)
                 if step % recipe.log_every == 0 or step == total:
                     log.write(json.dumps({"step": step, "loss": sum(since) / len(since), "lr": schedule.get_last_lr()[0],
                                           "samples": len(chosen), "seconds": round(time.perf_counter() - began, 3)})
                               + "\n")
                     log.flush()
                     since = []
-                bar.update(step, float(loss), 0.0)
+                bar.update(step, last, 0.0)
     finally:
         bar.close()
         log.close()
     clip.eval()
-    clip.save_pretrained(out / "model")
+    from vlora.hf_quiet import quiet_transformers
+
+    with quiet_transformers():
+        clip.save_pretrained(out / "model")
     folder.finish(steps=total)
     seconds = time.perf_counter() - began
-    return TrainResult(final_loss=float(loss), steps=total, steps_this_run=total, resumed_from=None, seconds=seconds,
+    return TrainResult(final_loss=last, steps=total, steps_this_run=total, resumed_from=None, seconds=seconds,
                        samples_per_second=total * recipe.batch_size / seconds, tokens_per_second=0.0,
                        model_dir=out / "model", log_file=out / LOG_FILE, checkpoints=())

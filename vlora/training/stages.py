@@ -6,7 +6,8 @@ A stage says how its samples are read and what learns:
     template      how a record becomes tokens (vlora/training/data.py TEMPLATES): "plain" (`<image>` +
                   caption + newline, LLaVA's `--version plain`) or "dialogue" (the Vicuna-v1 conversation)
     objective     what the loop minimises: "lm" (the answer tokens' cross-entropy, vlora/training/loop.py, on a
-                  MultimodalLM) or "contrastive" (CLIP's image-text loss, vlora/training/contrastive.py)
+                  MultimodalLM), "text" (the same, on an LLM alone, from a curriculum: vlora/training/language.py)
+                  or "contrastive" (CLIP's image-text loss, vlora/training/contrastive.py)
     defaults      the recipe of the stage (vlora/training/recipe.py): every field's value and its source,
                   `trains` (the model's parts that learn; the rest stay frozen) among them
     description   one line for `--help` and the docs
@@ -37,7 +38,7 @@ class Stage:
     template: str  # "plain" | "dialogue"
     description: str
     defaults: Mapping[str, tuple[Any, str]] = field(default_factory=dict)  # recipe field -> (value, source)
-    objective: str = "lm"  # "lm" | "contrastive"
+    objective: str = "lm"  # "lm" | "text" | "contrastive"
 
     @property
     def data_file(self) -> str:
@@ -106,7 +107,8 @@ TINY: dict[str, tuple[Any, str]] = {
     "weight_decay": (0.0, "ours"), "save_every": (500, "ours"), "log_every": (50, "ours"), "epochs": (100, "ours")}
 LANGUAGE = register_stage(Stage(
     "language", "dialogue", "text of the world (its question forms with the scene written out); the LLM learns",
-    {**TINY, "learning_rate": (1e-3, "ours"), "batch_size": (64, "ours"), "trains": (("llm",), "ours")}))
+    {**TINY, "learning_rate": (1e-3, "ours"), "batch_size": (64, "ours"), "trains": (("llm",), "ours")},
+    objective="text"))
 CONTRASTIVE = register_stage(Stage(
     "contrastive", "plain", "images and captions of the world; a small CLIP learns (its vision tower is kept)",
     {**TINY, "learning_rate": (2e-3, "ours"), "batch_size": (128, "ours"), "weight_decay": (0.1, "ours"),

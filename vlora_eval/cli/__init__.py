@@ -2,7 +2,7 @@
 
     evaluation.py   inspect, generate, models, run, flops, demo
     data.py         score (VLMEvalKit files and lmms-eval's samples), merge, data mini, data convert
-    training.py     train, export, sweep, report (over vlora_eval/workflows/)
+    training.py     train, export, sweep, report, foundations build/check (over vlora_eval/workflows/)
     common.py       option types, one-line errors and exit codes, the placement resolved at the edge
     views.py        what the commands print (rich)
 
@@ -23,6 +23,7 @@ HELP = ("Evaluate and cost multimodal LLMs that see through their weights (VLoRA
 COMMANDS = (evaluation.inspect, evaluation.generate, evaluation.models, evaluation.run, data.score, data.merge,
             evaluation.flops, evaluation.demo, training.train, training.export, training.sweep, training.report)
 DATA_COMMANDS = {"mini": data.data_mini, "convert": data.data_convert}
+FOUNDATIONS_COMMANDS = {"build": training.foundations_build, "check": training.foundations_check}
 
 
 def build_app() -> typer.Typer:
@@ -34,6 +35,10 @@ def build_app() -> typer.Typer:
     for name, command in DATA_COMMANDS.items():
         data.command(name)(command)
     app.add_typer(data, name="data")
+    foundations = typer.Typer(help="The tiny LLM and CLIP every tiny model starts from.", no_args_is_help=True)
+    for name, command in FOUNDATIONS_COMMANDS.items():
+        foundations.command(name)(command)
+    app.add_typer(foundations, name="foundations")
     return app
 
 

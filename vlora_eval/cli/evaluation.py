@@ -170,7 +170,7 @@ def run(
     under <results>/<run>/<bench>/."""
     from evalsuite.registry import create_model
     from evalsuite.runner import RunOptions, parse_shard, run_benchmark
-    from vlora_eval.workflows.embedded import checkpoint_for
+    from vlora_eval.workflows.embedded import checkpoint_for, origin_of
 
     if data is not None and len(bench) != 1:
         raise typer.BadParameter("--data names one file: give a single --bench")
@@ -187,7 +187,8 @@ def run(
                          rules=Rules(rules).value, answer_mode=AnswerMode(answer_mode).value,
                          max_new_tokens=max_new_tokens, results_root=results,
                          run_name=_run_name(run_name, model, embedded, shuffle_images),
-                         fresh=fresh, progress=not as_json, environment=placement.describe(), embedded_model=embedded)
+                         fresh=fresh, progress=not as_json, environment=placement.describe(), embedded_model=embedded,
+                         model_origin=origin_of(checkpoint) if embedded else None)
     adapter = create_model(model, checkpoint, vision_tower=vision_tower, device=placement.device,
                            dtype=placement.dtype, overrides=set_ or (), batch_size=batch_size,
                            mode=ExecutionMode(mode).value, vision_cache=vision_cache)

@@ -147,3 +147,44 @@ def report(
         raise InputError(f"--results {results} is not a folder")
     path = build_report(results, out)
     console.print(f"wrote [bold]{path}[/]")
+
+
+@user_errors
+def foundations_build(
+    out: Annotated[Path, typer.Option(help="Output folder: tokenizer/, llm/, clip/, logs/, manifest.json (and the "
+                                      "stages' own folders under stages/).")],
+    steps_scale: Annotated[float, typer.Option(help="Run every stage this fraction of its steps (a quick trial; the "
+                                               "shipped foundations use 1).", min=0.001, max=1.0)] = 1.0,
+    force: Annotated[bool, typer.Option(help="Use an --out that holds other files or other foundations (only "
+                                        "vlora-eval's own files there are deleted).")] = False,
+    threads: Threads = None,
+) -> None:
+    """Build the foundations every tiny model starts from (vlora_eval/workflows/foundations.yaml): a tokenizer,
+    the tiny LLM pretrained on the world's text, the tiny CLIP pretrained contrastively on its images. On the
+    CPU; deterministic; a killed build resumes at its stage. About 25 minutes on 2 cores."""
+    from vlora_eval.workflows import foundations
+
+    check_folder_option(out, "--out")
+    resolve_placement("cpu", DType.FLOAT32, threads)
+    current = foundations.recipe()
+    if steps_scale != 1.0:
+        current = current.with_steps(steps_scale)
+    foundations.build(out, current=current, force=force, say=say)
+
+
+@user_errors
+def foundations_check(
+    folder: Annotated[Path | None, typer.Argument(help="A foundations folder (default: the shipped ones).")] = None,
+) -> None:
+    """Check foundations: every file against the manifest, and the weights against the recorded reference outputs."""
+    from vlora.foundations import Foundations
+    from vlora_eval.workflows.foundations import shipped
+
+    found = Foundations.load(folder or shipped())
+    problem = found.reproduces_reference()
+    if problem:
+        console.print(f"[red]{found.folder}: the weights do not reproduce the recorded outputs: {problem}[/]")
+        raise typer.Exit(1)
+    manifest = found.manifest
+    console.print(f"{found.folder}: {len(manifest['files'])} files as built by `{manifest['command']}` "
+                  f"(fingerprint {found.fingerprint}); reference outputs reproduced")

@@ -1,8 +1,9 @@
 """The embedded default: the mini-suite and tiny trained models, prepared once per machine and cached.
 
-    embedded.yaml --> mini-suite (evalsuite.mini)
-                  --> per model name: a TrainingPlan (its kind's tiny preset + overrides, the stages)
-                  --> workflows/train.py's train_plan (a tokenizer learned from the mini-suite's texts)
+    embedded.yaml --> mini-suite (evalsuite.mini; its training data in the recipe's answer style)
+                  --> per model name: a TrainingPlan (the foundations' LLM and CLIP, its kind's tiny connector +
+                      overrides, the stages)
+                  --> workflows/train.py's train_plan (from the foundations, with their tokenizer)
 
 Everything lives under `cache_root()` (the user cache directory, e.g. ~/.cache/vlora-eval/embedded),
 in folders named by a fingerprint of what made them, so a changed recipe is a new folder. A process
@@ -36,6 +37,15 @@ DONE = "embedded.json"  # written last in a prepared model folder: what made it
 class MiniSuiteSettings:
     seed: int
     scale: int
+    answer_style: dict[str, str] = field(default_factory=dict)  # evalsuite.mini.items.AnswerStyle's fields
+
+    def style(self):
+        from evalsuite.mini.items import AnswerStyle
+
+        try:
+            return AnswerStyle(**self.answer_style)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"vlora_eval/workflows/{MODELS_FILE}: mini_suite.answer_style: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -45,10 +55,11 @@ class EmbeddedModel:
 
 @dataclass(frozen=True)
 class EmbeddedRecipe:
-    """embedded.yaml: the mini-suite, per model name its overrides (every connector kind has an embedded
-    model: its tiny preset), and the stages with their recipe changes, in order."""
+    """embedded.yaml: the foundations, the mini-suite, per model name its overrides (every connector kind has
+    an embedded model: its tiny preset's connector), and the stages with their recipe changes, in order."""
 
     version: int
+    foundations: str  # "shipped" (vlora_eval/foundations/) or a foundations folder
     mini_suite: MiniSuiteSettings
     stages: dict[str, dict[str, Any]]
     models: dict[str, EmbeddedModel] = field(default_factory=dict)
@@ -61,6 +72,16 @@ def recipe() -> EmbeddedRecipe:
 
     return read_yaml(resources.files("vlora_eval.workflows").joinpath(MODELS_FILE), EmbeddedRecipe,
                      f"vlora_eval/workflows/{MODELS_FILE}")
+
+
+@cache
+def foundations():
+    """The foundations every embedded model starts from (their files checked against their manifest)."""
+    from vlora.foundations import Foundations
+    from vlora_eval.workflows.foundations import shipped
+
+    where = recipe().foundations
+    return Foundations.load(shipped() if where == "shipped" else Path(where).expanduser())
 
 
 def cache_root() -> Path:
@@ -81,8 +102,9 @@ def names() -> list[str]:
 
 
 def plan(name: str):
-    """The TrainingPlan of the embedded model `name`: its kind's tiny preset with the file's overrides, and
-    each stage's recipe with the file's changes (all through the one override path)."""
+    """The TrainingPlan of the embedded model `name`: its kind's tiny connector on the foundations' LLM and
+    vision tower, with the file's overrides, and each stage's recipe with the file's changes (all through the
+    one override path)."""
     from evalsuite.registry import model_spec
     from vlora.overrides import apply_overrides
     from vlora.presets import preset
@@ -96,7 +118,8 @@ def plan(name: str):
     if name not in names():
         raise ConfigError(f"no embedded model for {name!r}; embedded: {', '.join(names())}")
     entry = current.models.get(name, EmbeddedModel())
-    config = apply_overrides(preset(f"{model_spec(name).kind}-tiny"), entry.set, source=f"{MODELS_FILE} models.{name}")
+    on_foundations = foundations().model_config(preset(f"{model_spec(name).kind}-tiny").connector)
+    config = apply_overrides(on_foundations, entry.set, source=f"{MODELS_FILE} models.{name}")
     stages = {stage: official_recipe(stage, **_changes(stage, changes)) for stage, changes in current.stages.items()}
     return TrainingPlan(model=config, stages=stages)
 
@@ -148,14 +171,33 @@ def mini_suite(say: Callable[[str], None] = print) -> Path:
             if not (folder / MARKER).is_file():
                 say(f"writing the embedded mini-suite (seed {settings.seed}, scale {settings.scale}) to {folder}")
                 # the folder is the cache's own: an interrupted write is replaced whole
-                write_mini_suite(folder, seed=settings.seed, scale=settings.scale, force=True)
+                write_mini_suite(folder, seed=settings.seed, scale=settings.scale, force=True, style=settings.style())
     return folder
+
+
+def foundations_record() -> dict[str, Any]:
+    """What a manifest says about the foundations a model started from."""
+    found = foundations()
+    return {"folder": str(found.folder), "fingerprint": found.fingerprint, "command": found.manifest.get("command"),
+            "shipped": recipe().foundations == "shipped"}
 
 
 def model_folder(name: str) -> Path:
     current = plan(name)
-    made_of = {"version": recipe().version, "mini_suite": to_data(recipe().mini_suite), **current.to_dict()}
+    made_of = {"version": recipe().version, "mini_suite": to_data(recipe().mini_suite),
+               "foundations": foundations().fingerprint, **current.to_dict()}
     return cache_root() / f"{name}-{fingerprint(made_of)}"
+
+
+def origin_of(model_dir: Path) -> dict[str, Any] | None:
+    """What made an embedded model (its foundations, answer style, plan), from its folder's record."""
+    import json
+
+    record = Path(model_dir).parent.parent / DONE
+    if not record.is_file():
+        return None
+    made = json.loads(record.read_text(encoding="utf-8"))
+    return {key: made.get(key) for key in ("foundations", "answer_style", "tokenizer", "plan")}
 
 
 def is_prepared(name: str) -> bool:
@@ -178,9 +220,11 @@ def trained_model(name: str, *, placement: Placement, progress: bool = True,
         if not (folder / DONE).is_file():
             data = TrainingSet.folder(suite / "train", list(current.stages))
             _, tokenizer = train_plan(current, data, folder, placement=placement, label=f"the embedded {name}",
-                                      progress=progress, say=say)
+                                      foundations=foundations(), progress=progress, say=say)
             write_json_atomic(folder / DONE, {"model": name, "plan": current.to_dict(), "tokenizer": tokenizer,
-                                              "mini_suite": str(suite), "placement": placement.describe()})
+                                              "foundations": foundations_record(), "mini_suite": str(suite),
+                                              "answer_style": to_data(recipe().mini_suite.style()),
+                                              "placement": placement.describe()})
     return final
 
 
@@ -218,6 +262,7 @@ def checkpoint_for(name: str, checkpoint: Path | None, *, placement: Placement, 
     if checkpoint is not None or not model_spec(name).needs_checkpoint:
         return checkpoint, False
     if not is_prepared(name):
-        say(f"no --checkpoint for {name}: training the embedded tiny {name} on the embedded mini-suite (once, a few "
-            f"minutes on a CPU; cached in {cache_root()})")
+        say(f"no --checkpoint for {name}: training the embedded tiny {name} (the paper's two stages, from the "
+            f"foundations' LLM and CLIP) on the embedded mini-suite (once, a few minutes on a CPU; cached in "
+            f"{cache_root()})")
     return trained_model(name, placement=placement, progress=progress, say=say), True

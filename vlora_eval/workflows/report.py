@@ -43,8 +43,8 @@ def _ours(results: Path) -> dict[str, dict[str, tuple[float, Path, bool]]]:
     """Model name -> benchmark -> (headline, manifest, embedded), from runs outside the sweeps."""
     ours: dict[str, dict[str, tuple[float, Path, bool]]] = {}
     for path, manifest in run_manifests(results):
-        if "sweeps" in path.parts or not manifest.get("scores"):
-            continue
+        if "sweeps" in path.parts or not manifest.get("scores") or manifest["data"].get("control"):
+            continue  # the sweeps have their tables; a control (shuffled images) is not the model's score
         name = manifest["model"].get("name")
         embedded = bool(manifest["model"].get("embedded")) or bool(manifest["data"].get("embedded_mini_suite"))
         value = next(iter(manifest["scores"].values()))

@@ -2,7 +2,8 @@
 
     config (a shipped name: main, types, rank, blocks; or a YAML path; read strictly, every variant's
     plan built and checked before any training) --> jobs: every variant x seed, a TrainingPlan each (the
-    embedded plan of the base model, the base's and the variant's dotted overrides, the seed)
+    embedded plan of the base model: the shared foundations' LLM and CLIP, as in the paper's Table 2; the
+    base's and the variant's dotted overrides, the seed)
     --> <out>/runs/<variant>/seed-<s>/ (train/, eval/, done.json written last)
     --> sweep_table.py: the table beside the paper's, FLOPs per variant, plots, uncertainty
 
@@ -247,17 +248,19 @@ def run_job(sweep: Sweep, job: Job, folder: Path, *, placement: Placement, progr
             say: Callable[[str], None]) -> dict:
     """One variant and seed: the plan's stages (resumable), then the benchmarks; done.json last."""
     from flops.analytic import model_flops
+    from vlora_eval.workflows.embedded import foundations, foundations_record
     from vlora_eval.workflows.train import TrainingSet, train_plan
 
     start = time.perf_counter()
     train_dir, bench_dir = _data(sweep, say)
     model_dir, tokenizer = train_plan(job.plan, TrainingSet.folder(train_dir, list(job.plan.stages)), folder / "train",
-                                      placement=placement, label=f"{sweep.name} {job.key}", progress=progress,
-                                      force=force, say=say)
+                                      placement=placement, label=f"{sweep.name} {job.key}", foundations=foundations(),
+                                      progress=progress, force=force, say=say)
     scores = _evaluate(sweep, job, model_dir, bench_dir, folder / "eval", placement=placement, progress=progress,
                        fresh=force)
     record = {"variant": job.variant, "seed": job.seed, "model": job.model, "config": job.plan.model.to_dict(),
-              "stages": [r.to_dict() for r in job.plan.recipes()], "tokenizer": tokenizer, "scores": scores,
+              "stages": [r.to_dict() for r in job.plan.recipes()], "tokenizer": tokenizer,
+              "foundations": foundations_record(), "scores": scores,
               "gflops": sum(model_flops(job.plan.model, 32).values()) / 1e9,
               "branch_scale": getattr(job.plan.model.connector, "scale", None), "placement": placement.describe(),
               "seconds": round(time.perf_counter() - start, 1), "model_dir": str(model_dir)}

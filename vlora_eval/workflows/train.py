@@ -1,9 +1,11 @@
 """The one training path: `vlora-eval train`, the embedded default and the sweeps all train through here.
 
-    starting_model(config, training set, init)   the model a plan starts from, and which tokenizer it has:
-        init given     the checkpoint, with its own tokenizer
-        from scratch   a random model of the configuration, with a tokenizer learned from the texts of the
-                       data it trains on (deterministic; cached under the user cache by the texts' content)
+    starting_model(config, training set, init, foundations)   the model a plan starts from, and its tokenizer:
+        init given         the checkpoint, with its own tokenizer
+        foundations given  the configuration's connector at random on the foundations' LLM and CLIP, with
+                           their tokenizer (vlora/foundations.py; the paper's start: Vicuna and CLIP)
+        from scratch       a random model of the configuration, with a tokenizer learned from the texts of the
+                           data it trains on (deterministic; cached under the user cache by the texts' content)
     run_stage(model, recipe, training set, folder, placement)   vlora.training.train on the placement's device
     train_plan(plan, training set, folder, ...)   the stages in order under folder/<stage>/: a finished stage
                                                   is reloaded, an unfinished one resumes from its checkpoint
@@ -94,10 +96,11 @@ def learned_tokenizer(files: Sequence[Path], vocab_size: int, say: Say):
     return load_tokenizer(folder), folder
 
 
-def starting_model(config, data: TrainingSet, *, init: Path | None = None, seed: int = 0, say: Say = print,
-                   loader: Callable | None = None) -> Start:
+def starting_model(config, data: TrainingSet, *, init: Path | None = None, foundations=None, seed: int = 0,
+                   say: Say = print, loader: Callable | None = None) -> Start:
     """The model a plan starts from: `init` with its own tokenizer (through `loader`, which checks the
-    checkpoint's kind), or a random one of `config` with the tokenizer learned from the data's texts."""
+    checkpoint's kind); a random connector on `foundations` (vlora.foundations.Foundations) with their
+    tokenizer; or a random one of `config` with the tokenizer learned from the data's texts."""
     if init is not None:
         from vlora.checkpoints import load_model
 
@@ -105,6 +108,12 @@ def starting_model(config, data: TrainingSet, *, init: Path | None = None, seed:
         return Start(model, f"the checkpoint's own ({init})")
     from vlora.memory import check_fits, config_parameter_bytes
     from vlora.model import build_model
+
+    if foundations is not None:
+        check_on_foundations(config, foundations)
+        model = build_model(config, tokenizer=foundations.tokenizer(), seed=seed)
+        foundations.apply(model)
+        return Start(model, _foundations_words(foundations))
 
     check_fits(config_parameter_bytes(config), "cpu", "the model's parameters")  # before learning its tokenizer
     tokenizer, folder = learned_tokenizer(list(data.files.values()), config.llm.vocab_size, say)
@@ -120,8 +129,8 @@ def run_stage(model, recipe: TrainingRecipe, data: TrainingSet, folder: Path, *,
     from vlora.training import stage_record, train
 
     if stage_record(recipe.stage).objective != "lm":
-        raise ConfigError(f"the {recipe.stage} stage trains a CLIP, not a multimodal model: it is built by "
-                          "`vlora-eval foundations build`")
+        raise ConfigError(f"the {recipe.stage} stage trains a foundation (an LLM alone or a CLIP), not a multimodal "
+                          "model: it is run by `vlora-eval foundations build`")
     return train(model, recipe, data.file(recipe.stage), data.images, folder, progress=progress, resume=resume,
                  force=force, device=placement.device, start=start, say=say)
 
@@ -133,8 +142,8 @@ def _stage_identity(plan: TrainingPlan, recipe: TrainingRecipe, data: TrainingSe
 
 
 def train_plan(plan: TrainingPlan, data: TrainingSet, folder: Path, *, placement: Placement, label: str,
-               init: Path | None = None, progress: bool = True, force: bool = False, say: Say = print
-               ) -> tuple[Path, str]:
+               init: Path | None = None, foundations=None, progress: bool = True, force: bool = False,
+               say: Say = print) -> tuple[Path, str]:
     """Train the plan's stages in order under folder/<stage>/; a stage whose folder holds this job's finished
     output is reloaded, an unfinished one resumes from its checkpoint, another job's is refused (`force`:
     replaced). Returns the last stage's model folder and which tokenizer the model has."""
@@ -144,15 +153,16 @@ def train_plan(plan: TrainingPlan, data: TrainingSet, folder: Path, *, placement
     recipes = plan.recipes()
     for number, recipe in enumerate(recipes):
         stage_folder = folder / recipe.stage
-        start = _start_words(recipe, recipes[number - 1] if number else None, init)
+        start = _start_words(recipe, recipes[number - 1] if number else None, init, foundations)
         if model is None and tokenizer is None:
-            tokenizer, words = _plan_tokenizer(plan, data, init, say)
+            tokenizer, words = _plan_tokenizer(plan, data, init, foundations, say)
         identity = _stage_identity(plan, recipe, data, start, tokenizer)
         if model is None and not force and OutputFolder(stage_folder, Job("train", identity)).is_finished():
             continue  # done: the next stage (or the caller) reloads it
         if model is None:
             model = (_reload(stage_folder.parent / recipes[number - 1].stage / "model") if number
-                     else starting_model(plan.model, data, init=init, seed=recipe.seed, say=say).model)
+                     else starting_model(plan.model, data, init=init, foundations=foundations, seed=recipe.seed,
+                                         say=say).model)
             say(f"{label}: tokenizer {words}")
         say(f"training {label}: stage {recipe.stage}, {recipe.max_steps or f'{recipe.epochs} epoch(s) of'} steps")
         run_stage(model, recipe, data, stage_folder, placement=placement, start=start, progress=progress,
@@ -160,19 +170,37 @@ def train_plan(plan: TrainingPlan, data: TrainingSet, folder: Path, *, placement
     return folder / recipes[-1].stage / "model", words
 
 
-def _start_words(recipe: TrainingRecipe, previous: TrainingRecipe | None, init: Path | None) -> str:
+def _start_words(recipe: TrainingRecipe, previous: TrainingRecipe | None, init: Path | None, foundations=None) -> str:
     """Where a stage's model starts, in words (part of its job's identity)."""
     if previous is not None:
         return f"the {previous.stage} stage of this plan"
-    return f"checkpoint {Path(init).resolve()}" if init is not None else f"random initialisation (seed {recipe.seed})"
+    if init is not None:
+        return f"checkpoint {Path(init).resolve()}"
+    if foundations is not None:
+        return f"foundations {foundations.fingerprint}, connector at random (seed {recipe.seed})"
+    return f"random initialisation (seed {recipe.seed})"
 
 
-def _plan_tokenizer(plan: TrainingPlan, data: TrainingSet, init: Path | None, say: Say):
+def _foundations_words(foundations) -> str:
+    return f"the foundations' own (fingerprint {foundations.fingerprint}, {foundations.folder})"
+
+
+def check_on_foundations(config, foundations) -> None:
+    """Refuse a configuration whose LLM or vision tower is not the foundations' (one line, naming the part)."""
+    for part, theirs in (("llm", foundations.llm_config), ("vision", foundations.vision_config)):
+        if getattr(config, part) != theirs:
+            raise ConfigError(f"the model's {part} configuration is not the foundations' ({foundations.folder}); a "
+                              f"model on foundations takes their {part} as it is (set only connector.* keys)")
+
+
+def _plan_tokenizer(plan: TrainingPlan, data: TrainingSet, init: Path | None, foundations, say: Say):
     """The plan's tokenizer and its words, without building a model (the rule of `starting_model`)."""
     if init is not None:
         from vlora.tokenizer import load_tokenizer
 
         return load_tokenizer(init), f"the checkpoint's own ({init})"
+    if foundations is not None:
+        return foundations.tokenizer(), _foundations_words(foundations)
     tokenizer, folder = learned_tokenizer(list(data.files.values()), plan.model.llm.vocab_size, say)
     return tokenizer, f"learned from the training data ({len(tokenizer)} tokens, {folder})"
 

@@ -1,0 +1,140 @@
+"""The language stage: a causal LM (transformers' LlamaForCausalLM, "the tiny Vicuna") trained on text alone,
+batch by batch from a curriculum, so that the LLM a multimodal model starts from already reads the world's
+question forms and answers them (the paper starts from Vicuna; vlora/foundations.py).
+
+    batches(step) -> [(input ids, labels)]   the step's samples (labels IGNORE_INDEX where nothing is learned)
+    loss = mean over learned tokens of CE(logits[t], ids[t + 1])          (the causal LM's shifted loss)
+    lr(s) = lr · min(1, (s + 1) / warmup) · (0.05 + 0.95 · ½(1 + cos(π s / steps)))   (cosine to 5 %)
+
+The samples come from the caller (a seeded, per-step source, so any step can be re-drawn alone and a run's
+first losses reproduced); `held_out` is scored every `eval_every` steps by greedy exact match of the whole
+answer under teacher forcing, per form. The folder is claimed as every writer's (vlora/output_folder.py);
+a stage of minutes: a killed run starts over, the log says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from vlora.errors import ConfigError
+from vlora.output_folder import Job, OutputFolder, State
+from vlora.prompting import IGNORE_INDEX
+from vlora.training.loop import LOG_FILE, TrainResult, finished_result
+from vlora.training.recipe import TrainingRecipe
+
+Sample = tuple[list[int], list[int]]  # (input ids, labels)
+BETAS = (0.9, 0.98)
+FLOOR = 0.05  # the cosine schedule ends at 5 % of the peak
+
+
+def pad(samples: Sequence[Sample], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ids [N, T], labels [N, T], attention [N, T], right-padded to the longest sample."""
+    length = max(len(ids) for ids, _ in samples)
+    ids = torch.full((len(samples), length), pad_id)
+    labels = torch.full((len(samples), length), IGNORE_INDEX)
+    attention = torch.zeros((len(samples), length), dtype=torch.long)
+    for row, (sample_ids, sample_labels) in enumerate(samples):
+        ids[row, :len(sample_ids)] = torch.tensor(sample_ids)
+        labels[row, :len(sample_labels)] = torch.tensor(sample_labels)
+        attention[row, :len(sample_ids)] = 1
+    return ids, labels, attention
+
+
+def shifted_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of each learned token given the ones before it. logits [N, T, V], labels [N, T]."""
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                           ignore_index=IGNORE_INDEX)
+
+
+@torch.no_grad()
+def exact_match(llm, samples: Sequence[Sample], pad_id: int, batch: int = 64) -> list[bool]:
+    """Per sample: does the greedy next token equal every learned token (= greedy decoding's answer)?"""
+    was_training, hits = llm.training, []
+    llm.eval()
+    for start in range(0, len(samples), batch):
+        ids, labels, attention = pad(samples[start:start + batch], pad_id)
+        guess = llm(input_ids=ids, attention_mask=attention).logits.argmax(-1)[:, :-1]
+        target = labels[:, 1:]
+        hits += ((guess == target) | (target == IGNORE_INDEX)).all(-1).tolist()
+    llm.train(was_training)
+    return hits
+
+
+def schedule(step: int, total: int, warmup: int) -> float:
+    """The learning-rate factor of optimizer step `step` (0-based)."""
+    return min(1.0, (step + 1) / max(warmup, 1)) * (FLOOR + (1 - FLOOR) * 0.5 * (1 + math.cos(math.pi * step / total)))
+
+
+def train_language(llm, recipe: TrainingRecipe, batches: Callable[[int], list[Sample]], total: int, out_dir: Path, *,
+                   identity: dict, pad_id: int, held_out: Sequence[tuple[Sample, str]] = (), eval_every: int = 0,
+                   progress: bool = True, force: bool = False, say: Callable[[str], None] = print) -> TrainResult:
+    """Train `llm` (in place) for `total` steps on `batches(step)` (1-based); out_dir gets train_log.jsonl and
+    model/ (the LLM). `held_out`: (sample, form) pairs scored every `eval_every` steps and at the end."""
+    from vlora.training.loop import _Progress
+
+    if recipe.dtype != "float32":
+        raise ConfigError("training recipe: the language stage trains in float32 (dtype: float32)")
+    out = Path(out_dir)
+    folder = OutputFolder(out, Job("train", identity), owned=(LOG_FILE, "model"))
+    state = folder.claim(force=force)
+    if state is State.FINISHED:
+        say(f"{out} holds this job's finished training; nothing to do")
+        return finished_result(out, ())
+    if state is State.RESUME:
+        say(f"{out}: an interrupted language stage starts over (it keeps no checkpoints)")
+        folder.redo()
+    warmup = math.ceil(recipe.warmup_ratio * total)
+    optimizer = torch.optim.AdamW(llm.parameters(), lr=recipe.learning_rate, betas=BETAS,
+                                  weight_decay=recipe.weight_decay)
+    rates = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: schedule(s, total, warmup))
+    bar, log, began, since, tokens = _Progress(progress, total, 0), (out / LOG_FILE).open("w"), time.perf_counter(), [], 0
+    llm.train()
+    try:
+        for step in range(1, total + 1):
+            ids, labels, attention = pad(batches(step), pad_id)
+            loss = shifted_loss(llm(input_ids=ids, attention_mask=attention).logits, labels)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(llm.parameters(), recipe.max_grad_norm or math.inf)
+            optimizer.step()
+            rates.step()
+            optimizer.zero_grad(set_to_none=True)
+            last = loss.item()
+            since.append(last)
+            tokens += int(attention.sum())
+            if step % recipe.log_every == 0 or step == total:
+                record = {"step": step, "loss": sum(since) / len(since), "lr": rates.get_last_lr()[0],
+                          "seconds": round(time.perf_counter() - began, 3)}
+                if held_out and (step % eval_every == 0 or step == total):
+                    record["exact_match"] = _scores(llm, held_out, pad_id)
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                since = []
+            bar.update(step, last, 0.0)
+    finally:
+        bar.close()
+        log.close()
+    llm.eval()
+    from vlora.hf_quiet import quiet_transformers
+
+    with quiet_transformers():
+        llm.save_pretrained(out / "model")
+    folder.finish(steps=total)
+    seconds = time.perf_counter() - began
+    return TrainResult(final_loss=last, steps=total, steps_this_run=total, resumed_from=None, seconds=seconds,
+                       samples_per_second=total * recipe.batch_size / seconds, tokens_per_second=tokens / seconds,
+                       model_dir=out / "model", log_file=out / LOG_FILE, checkpoints=())
+
+
+def _scores(llm, held_out: Sequence[tuple[Sample, str]], pad_id: int) -> dict[str, float]:
+    hits = exact_match(llm, [sample for sample, _ in held_out], pad_id)
+    by_form: dict[str, list[bool]] = {}
+    for hit, (_, form) in zip(hits, held_out, strict=True):
+        by_form.setdefault(form, []).append(hit)
+    return {form: round(sum(v) / len(v), 3) for form, v in sorted(by_form.items())}
