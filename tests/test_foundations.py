@@ -154,3 +154,13 @@ def test_a_model_on_foundations_refuses_another_llm(tmp_path):
     found = Foundations.load(shipped())
     with pytest.raises(ConfigError, match="llm configuration is not the foundations'"):
         starting_model(preset("vlora-tiny"), TrainingSet({}, tmp_path), foundations=found)
+
+
+@pytest.mark.parametrize("stage", ["language", "contrastive"])
+def test_train_refuses_the_foundations_stages_in_one_line(tmp_path, stage):
+    data = tmp_path / "data.json"
+    data.write_text("[]")
+    result = CliRunner().invoke(app, ["train", "--model", "vlora-tiny", "--stage", stage, "--data", str(data),
+                                      "--images", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "vlora-eval foundations build" in " ".join(result.output.split())

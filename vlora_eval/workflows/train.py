@@ -126,13 +126,18 @@ def run_stage(model, recipe: TrainingRecipe, data: TrainingSet, folder: Path, *,
               progress: bool = True, resume: bool = True, force: bool = False, say: Say = print) -> TrainResult:
     """One stage of `model` (in place) on its data, on the placement's device; saved under folder/model. The
     folder is claimed for this job (vlora/output_folder.py): resumed, left as finished, or refused."""
-    from vlora.training import stage_record, train
+    from vlora.training import train
 
-    if stage_record(recipe.stage).objective != "lm":
-        raise ConfigError(f"the {recipe.stage} stage trains a foundation (an LLM alone or a CLIP), not a multimodal "
-                          "model: it is run by `vlora-eval foundations build`")
+    check_multimodal_stage(recipe.stage)
     return train(model, recipe, data.file(recipe.stage), data.images, folder, progress=progress, resume=resume,
                  force=force, device=placement.device, start=start, say=say)
+
+
+def check_multimodal_stage(stage: str) -> None:
+    """Refuse a stage that does not train a multimodal model (the foundations' language and contrastive)."""
+    if stage_record(stage).objective != "lm":
+        raise ConfigError(f"the {stage} stage trains a foundation (an LLM alone or a CLIP), not a multimodal model: "
+                          "it is run by `vlora-eval foundations build`")
 
 
 def _stage_identity(plan: TrainingPlan, recipe: TrainingRecipe, data: TrainingSet, start: str, tokenizer) -> dict:
@@ -238,6 +243,7 @@ def train_stage(name: str, stage: str, data: str | Path, images: str | Path, out
     from a random model of its preset with a tokenizer learned from `data`; saved under out/model."""
     from evalsuite.registry import load_checked, model_spec
 
+    check_multimodal_stage(stage)
     if init is None and model_spec(name).needs_checkpoint:
         raise ConfigError(f"--model {name} trains from a checkpoint (--init PATH): the paper starts from "
                           "Vicuna and CLIP, not from random 7B weights; tiny names (vlora-tiny, ...) start at random")
