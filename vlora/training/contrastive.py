@@ -16,10 +16,8 @@ few minutes: a killed run starts over (no checkpoints), its log says so.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,9 +26,9 @@ import torch.nn.functional as F
 
 from vlora.config import VisionConfig
 from vlora.errors import ConfigError, InputError
-from vlora.output_folder import Job, OutputFolder, State
-from vlora.training.loop import LOG_FILE, TrainResult, finished_result
+from vlora.training.loop import TrainResult
 from vlora.training.recipe import TrainingRecipe
+from vlora.training.short_stage import StepLog, claim, finish
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +118,6 @@ def train_contrastive(clip, tokenizer, recipe: TrainingRecipe, data_file: Path, 
                       say: Callable[[str], None] = print) -> TrainResult:
     """Train `clip` (in place) on the pairs of `data_file`; out_dir gets train_log.jsonl and model/ (the CLIP)."""
     from vlora.images import decode_image
-    from vlora.training.loop import _Progress
     from vlora.training.resume import job_identity
     from vlora.vision import preprocess_images
 
@@ -128,14 +125,9 @@ def train_contrastive(clip, tokenizer, recipe: TrainingRecipe, data_file: Path, 
         raise ConfigError("training recipe: the contrastive stage trains in float32 (dtype: float32)")
     out = Path(out_dir)
     identity = job_identity(clip.config.to_dict(), tokenizer, recipe, data_file, "random initialisation")
-    folder = OutputFolder(out, Job("train", identity), owned=(LOG_FILE, "model"))
-    state = folder.claim(force=force)
-    if state is State.FINISHED:
-        say(f"{out} holds this job's finished training; nothing to do")
-        return finished_result(out, ())
-    if state is State.RESUME:
-        say(f"{out}: an interrupted contrastive stage starts over (it keeps no checkpoints)")
-        folder.redo()
+    folder, done = claim(out, identity, "contrastive stage", force=force, say=say)
+    if done is not None:
+        return done
     pairs = read_pairs(Path(data_file), Path(image_dir))
     order = GroupBatches(pairs, recipe.batch_size, recipe.seed)
     total = recipe.max_steps or recipe.epochs * len(order._epoch(0))
@@ -144,7 +136,7 @@ def train_contrastive(clip, tokenizer, recipe: TrainingRecipe, data_file: Path, 
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / max(warmup, 1) if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup)
                                                                                           / max(total - warmup, 1))))
-    bar, log, began, since = _Progress(progress, total, 0), (out / LOG_FILE).open("w"), time.perf_counter(), []
+    log = StepLog(out, total, recipe.log_every, progress)
     clip.train()
     try:
         with torch.random.fork_rng(devices=[]):
@@ -157,30 +149,8 @@ def train_contrastive(clip, tokenizer, recipe: TrainingRecipe, data_file: Path, 
                                  return_tensors="pt", padding_side="right", truncation=True,
                                  max_length=clip.config.text_config.max_position_embeddings)
                 loss = contrastive_loss(clip, pixels, text.input_ids, text.attention_mask)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(clip.parameters(), recipe.max_grad_norm or math.inf)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
-                last = loss.item()
-                since.append(last)
-                if step % recipe.log_every == 0 or step == total:
-                    log.write(json.dumps({"step": step, "loss": sum(since) / len(since), "lr": schedule.get_last_lr()[0],
-                                          "samples": len(chosen), "seconds": round(time.perf_counter() - began, 3)})
-                              + "\n")
-                    log.flush()
-                    since = []
-                bar.update(step, last, 0.0)
+                log.step(step, loss, clip.parameters(), optimizer, schedule, recipe.max_grad_norm,
+                         extra={"samples": len(chosen)}.copy)
     finally:
-        bar.close()
         log.close()
-    clip.eval()
-    from vlora.hf_quiet import quiet_transformers
-
-    with quiet_transformers():
-        clip.save_pretrained(out / "model")
-    folder.finish(steps=total)
-    seconds = time.perf_counter() - began
-    return TrainResult(final_loss=last, steps=total, steps_this_run=total, resumed_from=None, seconds=seconds,
-                       samples_per_second=total * recipe.batch_size / seconds, tokens_per_second=0.0,
-                       model_dir=out / "model", log_file=out / LOG_FILE, checkpoints=())
+    return finish(clip, out, folder, log, recipe.batch_size)

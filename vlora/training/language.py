@@ -14,9 +14,7 @@ a stage of minutes: a killed run starts over, the log says so.
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -24,10 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from vlora.errors import ConfigError
-from vlora.output_folder import Job, OutputFolder, State
 from vlora.prompting import IGNORE_INDEX
-from vlora.training.loop import LOG_FILE, TrainResult, finished_result
+from vlora.training.loop import TrainResult
 from vlora.training.recipe import TrainingRecipe
+from vlora.training.short_stage import StepLog, claim, finish
 
 Sample = tuple[list[int], list[int]]  # (input ids, labels)
 BETAS = (0.9, 0.98)
@@ -77,59 +75,32 @@ def train_language(llm, recipe: TrainingRecipe, batches: Callable[[int], list[Sa
                    progress: bool = True, force: bool = False, say: Callable[[str], None] = print) -> TrainResult:
     """Train `llm` (in place) for `total` steps on `batches(step)` (1-based); out_dir gets train_log.jsonl and
     model/ (the LLM). `held_out`: (sample, form) pairs scored every `eval_every` steps and at the end."""
-    from vlora.training.loop import _Progress
-
     if recipe.dtype != "float32":
         raise ConfigError("training recipe: the language stage trains in float32 (dtype: float32)")
     out = Path(out_dir)
-    folder = OutputFolder(out, Job("train", identity), owned=(LOG_FILE, "model"))
-    state = folder.claim(force=force)
-    if state is State.FINISHED:
-        say(f"{out} holds this job's finished training; nothing to do")
-        return finished_result(out, ())
-    if state is State.RESUME:
-        say(f"{out}: an interrupted language stage starts over (it keeps no checkpoints)")
-        folder.redo()
+    folder, done = claim(out, identity, "language stage", force=force, say=say)
+    if done is not None:
+        return done
     warmup = math.ceil(recipe.warmup_ratio * total)
     optimizer = torch.optim.AdamW(llm.parameters(), lr=recipe.learning_rate, betas=BETAS,
                                   weight_decay=recipe.weight_decay)
     rates = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: schedule(s, total, warmup))
-    bar, log, began, since, tokens = _Progress(progress, total, 0), (out / LOG_FILE).open("w"), time.perf_counter(), [], 0
+    log = StepLog(out, total, recipe.log_every, progress)
+
+    def scores() -> dict:
+        return {"exact_match": _scores(llm, held_out, pad_id)}
+
     llm.train()
     try:
         for step in range(1, total + 1):
             ids, labels, attention = pad(batches(step), pad_id)
             loss = shifted_loss(llm(input_ids=ids, attention_mask=attention).logits, labels)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(llm.parameters(), recipe.max_grad_norm or math.inf)
-            optimizer.step()
-            rates.step()
-            optimizer.zero_grad(set_to_none=True)
-            last = loss.item()
-            since.append(last)
-            tokens += int(attention.sum())
-            if step % recipe.log_every == 0 or step == total:
-                record = {"step": step, "loss": sum(since) / len(since), "lr": rates.get_last_lr()[0],
-                          "seconds": round(time.perf_counter() - began, 3)}
-                if held_out and (step % eval_every == 0 or step == total):
-                    record["exact_match"] = _scores(llm, held_out, pad_id)
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-                since = []
-            bar.update(step, last, 0.0)
+            scored = held_out and (step % eval_every == 0 or step == total)
+            log.step(step, loss, llm.parameters(), optimizer, rates, recipe.max_grad_norm, int(attention.sum()),
+                     extra=scores if scored else None)
     finally:
-        bar.close()
         log.close()
-    llm.eval()
-    from vlora.hf_quiet import quiet_transformers
-
-    with quiet_transformers():
-        llm.save_pretrained(out / "model")
-    folder.finish(steps=total)
-    seconds = time.perf_counter() - began
-    return TrainResult(final_loss=last, steps=total, steps_this_run=total, resumed_from=None, seconds=seconds,
-                       samples_per_second=total * recipe.batch_size / seconds, tokens_per_second=tokens / seconds,
-                       model_dir=out / "model", log_file=out / LOG_FILE, checkpoints=())
+    return finish(llm, out, folder, log, recipe.batch_size)
 
 
 def _scores(llm, held_out: Sequence[tuple[Sample, str]], pad_id: int) -> dict[str, float]:
