@@ -61,6 +61,8 @@ def test_the_main_job_works_on_a_fresh_machine(fresh_machine):
     assert origin["foundations"]["shipped"] is True and origin["foundations"]["fingerprint"] == shipped.fingerprint
     assert origin["answer_style"] == {"mcq": "text", "yes_no": "desc"}
     assert "the foundations' own" in origin["tokenizer"]
+    assert manifest["model"]["extras"]["answer_style"] == origin["answer_style"]  # the model card says it too
+    assert "it was taught to answer multiple choice: the option's text; yes/no: what is seen, then Yes or No" in flat
     assert "training the embedded tiny vlora" in flat and "foundations" in flat
     assert str(tmp_path / "cache") in manifest["checkpoint"]  # cached under the user cache directory
     again = CliRunner().invoke(app, ["run", "--model", "vlora", "--bench", "mmbench", "--max-new-tokens", "2",

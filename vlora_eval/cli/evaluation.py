@@ -194,6 +194,9 @@ def run(
                            mode=ExecutionMode(mode).value, vision_cache=vision_cache)
     for note in adapter.notes:
         warn(note)
+    if options.model_origin:  # the model card says how the embedded model answers and what it started from
+        adapter.card.extras.update(answer_style=options.model_origin["answer_style"],
+                                   foundations=(options.model_origin["foundations"] or {}).get("fingerprint"))
     out = []
     for bench_data in loaded:
         result = run_benchmark(adapter, bench_data, options, str(checkpoint) if checkpoint else None)
@@ -218,7 +221,8 @@ def run(
         else:
             console.print(f"{bench_data.spec.name}: {result.present} of {result.total} rows predicted; the other "
                           "shards still run, or use `vlora-eval merge` to score what is there")
-        views.embedded_caveat(checkpoint if embedded else None, bench_data.embedded)
+        views.embedded_caveat(checkpoint if embedded else None, bench_data.embedded,
+                              style=adapter.card.extras.get("answer_style"))
         console.print(f"outputs in [bold]{result.folder}[/]")
     if as_json:
         print(json.dumps(out, indent=2))

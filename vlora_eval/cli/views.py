@@ -140,9 +140,9 @@ def train_report(summary: dict) -> None:
     console.print(f"model in [bold]{summary['model_dir']}[/] (own layout), log in {summary['log']}")
 
 
-def embedded_caveat(model: Path | None, data: bool = False, answer: bool = False) -> None:
+def embedded_caveat(model: Path | None, data: bool = False, answer: bool = False, style: dict | None = None) -> None:
     """Say plainly when a score (or an answer) is of the embedded tiny model (at `model`) or on the embedded
-    mini-suite, and what replaces each."""
+    mini-suite, and what replaces each; and how the embedded model was taught to answer (`style`)."""
     parts = [part for part, used in ((f"the embedded tiny model (not a real checkpoint; it is at {model})", model),
                                       ("the embedded mini-suite (synthetic, not the real benchmark)", data)) if used]
     if not parts:
@@ -151,3 +151,8 @@ def embedded_caveat(model: Path | None, data: bool = False, answer: bool = False
     what = "this answer is" if answer else "these scores are"
     console.print(f"[bold yellow]embedded:[/] {what} of {' on '.join(parts)}; give {instead} for real ones",
                   highlight=False)
+    if model is not None and style:
+        from evalsuite.mini.items import AnswerStyle
+
+        console.print(f"[bold yellow]embedded:[/] it was taught to answer {AnswerStyle(**style).describe()} "
+                      "(README: Answer style)", highlight=False)
