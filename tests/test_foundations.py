@@ -164,3 +164,19 @@ def test_train_refuses_the_foundations_stages_in_one_line(tmp_path, stage):
                                       "--images", str(tmp_path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "vlora-eval foundations build" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda r: dataclasses.replace(r, language=dataclasses.replace(r.language, phases=[Phase(5, {"verdcit": 1.0})])),
+     r"language.phases\[0\].mix: 'verdcit' is not a sample kind"),
+    (lambda r: dataclasses.replace(r, language=dataclasses.replace(r.language, answer_style={"mcq": "word"})),
+     "language.answer_style: answer style: mcq must be one of"),
+    (lambda r: dataclasses.replace(r, contrastive=workflow.ContrastiveSettings(1, {"learning_rat": 1.0})),
+     "contrastive.recipe: "),
+])
+def test_a_bad_recipe_is_refused_before_any_work(tmp_path, change, message):
+    from vlora.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        workflow.build(tmp_path / "out", current=change(micro_recipe()), progress=False, say=lambda m: None)
+    assert not (tmp_path / "out").exists()

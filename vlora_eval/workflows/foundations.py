@@ -197,7 +197,7 @@ def build(out: Path, *, current: FoundationsRecipe | None = None, progress: bool
     from vlora.schema import to_data
 
     current = current or recipe()
-    check_recipe_changes(current)
+    check_recipe(current)
     out = Path(out)
     folder = OutputFolder(out, Job("foundations", {"recipe": to_data(current)}),
                           owned=("tokenizer", "llm", "clip", "logs", "stages", "manifest.json"))
@@ -264,12 +264,28 @@ def write_manifest(out: Path, current: FoundationsRecipe, tokenizer, seconds: di
         "files": file_hashes(out)})
 
 
-def check_recipe_changes(current: FoundationsRecipe) -> None:
-    """Refuse a recipe whose stage changes name unknown recipe fields (one line, before any work)."""
-    for stage, changes in (("language", current.language.recipe), ("contrastive", current.contrastive.recipe)):
-        from vlora.training import official_recipe
+def check_recipe(current: FoundationsRecipe) -> None:
+    """Refuse, in one line naming the key and before any work, a recipe whose stage changes name unknown recipe
+    fields, whose phases or held-out sets name unknown sample kinds, or whose answer style is unknown."""
+    from evalsuite.mini.items import AnswerStyle
+    from vlora.training import official_recipe
+    from vlora_eval.workflows.foundation_corpus import KINDS, VERDICT_FORMS
 
+    where = f"vlora_eval/workflows/{RECIPE_FILE}"
+    for stage, changes in (("language", current.language.recipe), ("contrastive", current.contrastive.recipe)):
         try:
             official_recipe(stage, **changes)
         except ConfigError as e:
-            raise ConfigError(f"vlora_eval/workflows/{RECIPE_FILE}: {stage}.recipe: {e}") from None
+            raise ConfigError(f"{where}: {stage}.recipe: {e}") from None
+    named = [(f"language.phases[{i}].mix", kind) for i, phase in enumerate(current.language.phases) for kind in phase.mix]
+    named += [("language.held_out", kind) for kind in current.language.held_out]
+    for key, kind in named:
+        if kind not in KINDS:
+            raise ConfigError(f"{where}: {key}: {kind!r} is not a sample kind ({', '.join(KINDS)})")
+    if current.language.verdict_forms not in VERDICT_FORMS:
+        raise ConfigError(f"{where}: language.verdict_forms: {current.language.verdict_forms!r} is not one of "
+                          f"{', '.join(VERDICT_FORMS)}")
+    try:
+        AnswerStyle(**current.language.answer_style)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: language.answer_style: {e}") from None
