@@ -99,10 +99,13 @@ def sweep_sections(results: Path, out_dir: Path) -> list[str]:
     return lines
 
 
-MEASURED = [("mini/scores.md", "The embedded tiny models on the mini-suite, beside chance and the answer key",
+MEASURED = [("mini/scores.md", "The embedded tiny models on the mini-suite, beside chance, the answer key and two "
+             "controls (shuffled images, the foundations only)",
              ".venv/bin/python benchmarks/embedded_default.py --out results/mini"),
             ("throughput/throughput.md", "Evaluation throughput (samples/s per model and batch size)",
-             ".venv/bin/python benchmarks/throughput.py --out results/throughput")]
+             ".venv/bin/python benchmarks/throughput.py --out results/throughput"),
+            ("throughput/training.md", "Stage-1 training throughput (samples/s) beside the FLOPs of a training step",
+             ".venv/bin/python benchmarks/training_throughput.py --out results/throughput")]
 
 
 def measured_sections(results: Path, out_dir: Path) -> list[str]:
