@@ -161,7 +161,7 @@ def foundations_build(
 ) -> None:
     """Build the foundations every tiny model starts from (vlora_eval/workflows/foundations.yaml): a tokenizer,
     the tiny LLM pretrained on the world's text, the tiny CLIP pretrained contrastively on its images. On the
-    CPU; deterministic; a killed build resumes at its stage. About 25 minutes on 2 cores."""
+    CPU; deterministic; a killed build resumes at its stage. About 12 minutes on 2 cores."""
     from vlora_eval.workflows import foundations
 
     check_folder_option(out, "--out")
