@@ -150,7 +150,7 @@ def train_contrastive(clip, tokenizer, recipe: TrainingRecipe, data_file: Path, 
                                  max_length=clip.config.text_config.max_position_embeddings)
                 loss = contrastive_loss(clip, pixels, text.input_ids, text.attention_mask)
                 log.step(step, loss, clip.parameters(), optimizer, schedule, recipe.max_grad_norm,
-                         extra={"samples": len(chosen)}.copy)
+                         int(text.attention_mask.sum()), extra={"samples": len(chosen)}.copy)
     finally:
         log.close()
     return finish(clip, out, folder, log, recipe.batch_size)

@@ -61,7 +61,7 @@ class StepLog:
             self.file.write(json.dumps(record) + "\n")
             self.file.flush()
             self.since = []
-        self.bar.update(step, self.last, 0.0)
+        self.bar.update(step, self.last, self.tokens / max(time.perf_counter() - self.began, 1e-9))
 
     def close(self) -> None:
         self.bar.close()
