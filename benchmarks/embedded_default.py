@@ -104,12 +104,12 @@ def interval(bench: str, folder: Path, suite: Path) -> dict[str, tuple[float, fl
 
     from evalsuite.benchmarks import benchmark
     from evalsuite.data import load_benchmark_data
-    from evalsuite.scoring import jsonl_objects
+    from evalsuite.predictions import read_folder
     from evalsuite.uncertainty import bootstrap_interval
 
     data = load_benchmark_data(benchmark(bench), suite / f"{bench}.tsv", embedded=True)
-    records = [record for _, record in jsonl_objects(folder / "predictions.jsonl")]
-    predictions = pd.DataFrame({"index": [r["index"] for r in records], "prediction": [r["prediction"] for r in records]})
+    records, _ = read_folder(folder)  # as the runner reads a run back
+    predictions = pd.DataFrame({"index": list(records), "prediction": [r["prediction"] for r in records.values()]})
     return bootstrap_interval(data.spec, data.table, predictions, "2024-05")
 
 

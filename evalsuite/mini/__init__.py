@@ -146,21 +146,14 @@ def _write_readme(out: Path, seed: int, scale: int, bank: ImageBank, style: Answ
 
 
 def benchmark_image_keys(folder: Path) -> set[str]:
-    """The canonical keys (world.pixel_key) of every image in a written suite's six TSVs: what training
-    scenes drawn elsewhere (the foundations' corpus) must avoid."""
-    import ast
-    import base64
-    import io
-
-    from PIL import Image
-
+    """The canonical keys (world.pixel_key) of every image in a written suite's six TSVs, read as a run reads
+    them (evalsuite.data): what training scenes drawn elsewhere (the foundations' corpus) must avoid."""
+    from evalsuite.data import load_benchmark_data
     from evalsuite.mini.world import pixel_key
 
-    keys = set()
+    keys: set[str] = set()
     for name in BENCHMARKS:
-        for cell in pd.read_csv(Path(folder) / f"{name}.tsv", sep="\t")["image"]:
-            if not isinstance(cell, str) or len(cell) <= 64:  # a reference to another row's image
-                continue
-            for encoded in (ast.literal_eval(cell) if cell.startswith("[") else [cell]):
-                keys.add(pixel_key(Image.open(io.BytesIO(base64.b64decode(encoded))).convert("RGB")))
+        data = load_benchmark_data(benchmark(name), Path(folder) / f"{name}.tsv", check_images=False)
+        groups = {data.image_group(position): position for position in range(len(data.table))}  # each image once
+        keys |= {pixel_key(image.convert("RGB")) for position in groups.values() for image in data.images(position)}
     return keys

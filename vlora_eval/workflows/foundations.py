@@ -146,20 +146,20 @@ def text_corpus(current: FoundationsRecipe, scenes, tokenizer):
 def language_stage(current: FoundationsRecipe, scenes, held_out_scenes, tokenizer, work: Path, *, progress: bool,
                    say: Say):
     from vlora.schema import to_data
+    from vlora.training.data import tokenizer_fingerprint
     from vlora.training.language import train_language
 
     recipe_ = language_recipe(current)
     corpus = text_corpus(current, scenes, tokenizer)
     phases = [(p.steps, p.mix) for p in current.language.phases]
     held_out = text_corpus(current, held_out_scenes, tokenizer).held_out(current.language.held_out, current.seed)
-    identity = {"stage": "language", "recipe": to_data(current), "tokenizer": tokenizer_digest(tokenizer)}
+    identity = {"stage": "language", "recipe": to_data(current), "tokenizer": tokenizer_fingerprint(tokenizer)[:20]}
     llm = build_llm(current, tokenizer)
     say(f"language stage: {recipe_.max_steps} steps of {recipe_.batch_size} (an LLM of "
         f"{sum(p.numel() for p in llm.parameters()):,} parameters)")
-    result = train_language(llm, recipe_, corpus.batches(phases, recipe_.batch_size, current.seed), recipe_.max_steps,
-                            work / "language", identity=identity, pad_id=tokenizer.pad_token_id, held_out=held_out,
-                            eval_every=current.language.eval_every, progress=progress, say=say)
-    return result
+    return train_language(llm, recipe_, corpus.batches(phases, recipe_.batch_size, current.seed), recipe_.max_steps,
+                          work / "language", identity=identity, pad_id=tokenizer.pad_token_id, held_out=held_out,
+                          eval_every=current.language.eval_every, progress=progress, say=say)
 
 
 def contrastive_stage(current: FoundationsRecipe, scenes, tokenizer, work: Path, *, progress: bool, say: Say):
@@ -179,13 +179,6 @@ def contrastive_stage(current: FoundationsRecipe, scenes, tokenizer, work: Path,
         f"{sum(p.numel() for p in clip.vision_model.parameters()):,} parameters, {vision.num_patches} patches)")
     return train_contrastive(clip, tokenizer, recipe_, data / "contrastive.json", data, work / "contrastive",
                              vision=vision, progress=progress, say=say)
-
-
-def tokenizer_digest(tokenizer) -> str:
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 # --- the command ---------------------------------------------------------------------------------------------
