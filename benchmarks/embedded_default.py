@@ -53,7 +53,7 @@ def main() -> None:
 
     first, _ = run(["run", "--model", "vlora", "--bench", "mmbench", *results], env)
     second, _ = run(["run", "--model", "vlora", "--bench", "mmbench", *results, "--fresh"], env)
-    print(f"first run (clean cache, training included): {first:.0f} s; second run: {second:.0f} s", flush=True)
+    print(f"first run (clean cache; the shipped embedded model installed, or trained if the recipe changed): {first:.0f} s; second run: {second:.0f} s", flush=True)
 
     from evalsuite.baselines import answer_key, chance
     from evalsuite.benchmarks import benchmark
@@ -177,7 +177,9 @@ def write(out: Path, rows: list[dict], timings: dict, seeing: dict, made_of: dic
         index=["benchmark", "metric"], columns="model", values="score", sort=False)
     lines = ["# The embedded default: tiny models on the foundations, trained on the mini-suite", "",
              "Regenerate: `.venv/bin/python benchmarks/embedded_default.py` (a clean cache; CPU). Every model starts "
-             "from the shipped foundations (vlora_eval/foundations/) and runs the paper's two stages; answer style "
+             "from the shipped foundations (vlora_eval/foundations/) and runs the paper's two stages (trained once by "
+             "`vlora-eval embedded build`, shipped in vlora_eval/embedded_models/ and installed by the first run); "
+             "answer style "
              f"{made_of['mini_suite']['answer_style']} (README: Answer style).", "",
              f"Timings (seconds): {json.dumps(timings)}", ""]
     trained = {}

@@ -30,6 +30,25 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def clean_home(tmp_path, monkeypatch):
+    """An empty home and cache, no $LMUData, run from tmp_path; counts the training stages run (their names)."""
+    import vlora.training
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("LMUData", raising=False)
+    monkeypatch.chdir(tmp_path)
+    stages, original = [], vlora.training.train
+
+    def counting(model, recipe, *args, **kwargs):
+        stages.append(recipe.stage)
+        return original(model, recipe, *args, **kwargs)
+
+    monkeypatch.setattr(vlora.training, "train", counting)
+    return tmp_path, stages
+
+
 def make_image(seed: int, size: tuple[int, int] = (60, 44)) -> Image.Image:
     """A random RGB image (deterministic)."""
     g = torch.Generator().manual_seed(seed)

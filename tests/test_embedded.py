@@ -23,24 +23,10 @@ MICRO = embedded.EmbeddedRecipe(
 
 
 @pytest.fixture
-def fresh_machine(tmp_path, monkeypatch):
+def fresh_machine(clean_home, monkeypatch):
     """An empty home and cache, no $LMUData, the micro recipe; counts the training stages run."""
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("LMUData", raising=False)
-    monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(embedded, "recipe", lambda: MICRO)
-    stages = []
-    import vlora.training
-
-    original = vlora.training.train
-
-    def counting(model, recipe, *args, **kwargs):
-        stages.append(recipe.stage)
-        return original(model, recipe, *args, **kwargs)
-
-    monkeypatch.setattr(vlora.training, "train", counting)
-    return tmp_path, stages
+    return clean_home
 
 
 def test_the_main_job_works_on_a_fresh_machine(fresh_machine):

@@ -1,6 +1,7 @@
 """The installed package works without the checkout: the wheel, installed (not editable) into a scratch
 environment, runs a sweep and the report from a folder outside the checkout, finding its shipped data (the
-sweep configs, the paper's tables, the benchmarks and the embedded recipe) in the installed package."""
+sweep configs, the paper's tables, the benchmarks, the embedded recipe, the foundations and the embedded models) in
+the installed package."""
 
 from __future__ import annotations
 
@@ -69,6 +70,13 @@ def test_the_wheel_runs_a_sweep_and_the_report_outside_the_checkout(tmp_path):
     assert all(path.startswith(str(env_dir)) for path in json.loads(where.stdout))  # the wheel's, not the checkout's
     for name in ("cli", "cli_common", "cli_views", "cli_workflows", "workflows"):  # no generic top-level modules
         _run([str(python), "-c", f"import {name}"], work, env, code=1)
+
+    # the shipped foundations and embedded models are in the wheel, every file as its manifest lists it
+    check = ("from vlora_eval.workflows import embedded_build as b; from vlora.foundations import Foundations; "
+             "from vlora_eval.workflows.foundations import shipped; Foundations.load(shipped()); "
+             "print(sorted(b.read_manifest(b.shipped())['models']), b.shipped())")
+    models = _run([str(python), "-c", check], work, env).stdout
+    assert "['llava-v1.5', 'llava-v1.5-qformer', 'vlora']" in models and str(env_dir) in models
 
     # the shipped sweep configs are found by name in the installed package
     shipped = _run([str(tool), "sweep", "rank", "--set", "connector.ranq=1"], work, env, code=2)

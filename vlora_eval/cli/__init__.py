@@ -24,6 +24,10 @@ COMMANDS = (evaluation.inspect, evaluation.generate, evaluation.models, evaluati
             evaluation.flops, evaluation.demo, training.train, training.export, training.sweep, training.report)
 DATA_COMMANDS = {"mini": data.data_mini, "convert": data.data_convert}
 FOUNDATIONS_COMMANDS = {"build": training.foundations_build, "check": training.foundations_check}
+EMBEDDED_COMMANDS = {"build": training.embedded_build}
+GROUPS = {"data": ("Benchmark data.", DATA_COMMANDS),
+          "foundations": ("The tiny LLM and CLIP every tiny model starts from.", FOUNDATIONS_COMMANDS),
+          "embedded": ("The embedded tiny models the main job uses without a --checkpoint.", EMBEDDED_COMMANDS)}
 
 
 def build_app() -> typer.Typer:
@@ -31,14 +35,11 @@ def build_app() -> typer.Typer:
                       rich_markup_mode=None)
     for command in COMMANDS:
         app.command()(command)
-    data = typer.Typer(help="Benchmark data.", no_args_is_help=True)
-    for name, command in DATA_COMMANDS.items():
-        data.command(name)(command)
-    app.add_typer(data, name="data")
-    foundations = typer.Typer(help="The tiny LLM and CLIP every tiny model starts from.", no_args_is_help=True)
-    for name, command in FOUNDATIONS_COMMANDS.items():
-        foundations.command(name)(command)
-    app.add_typer(foundations, name="foundations")
+    for group, (words, commands) in GROUPS.items():
+        sub = typer.Typer(help=words, no_args_is_help=True)
+        for name, command in commands.items():
+            sub.command(name)(command)
+        app.add_typer(sub, name=group)
     return app
 
 

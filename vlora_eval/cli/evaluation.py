@@ -196,7 +196,8 @@ def run(
         warn(note)
     if options.model_origin:  # the model card says how the embedded model answers and what it started from
         adapter.card.extras.update(answer_style=options.model_origin["answer_style"],
-                                   foundations=(options.model_origin["foundations"] or {}).get("fingerprint"))
+                                   foundations=(options.model_origin["foundations"] or {}).get("fingerprint"),
+                                   trained=options.model_origin.get("trained"))
     out = []
     for bench_data in loaded:
         result = run_benchmark(adapter, bench_data, options, str(checkpoint) if checkpoint else None)

@@ -173,6 +173,26 @@ def foundations_build(
 
 
 @user_errors
+def embedded_build(
+    out: Annotated[Path, typer.Option(help="Output folder: <model>/ (the trained tensors), logs/, manifest.json (and "
+                                      "the training's own folders under work/).")],
+    model: Annotated[list[str] | None, typer.Option(help="An embedded model to build (repeatable; default: all).")
+                     ] = None,
+    force: Annotated[bool, typer.Option(help="Use an --out that holds other files or other models (only vlora-eval's "
+                                        "own files there are deleted).")] = False,
+    threads: Threads = None,
+) -> None:
+    """Train the embedded models by vlora_eval/workflows/embedded.yaml (the paper's two stages from the foundations,
+    on the embedded mini-suite) and keep what the stages trained, as shipped in vlora_eval/embedded_models/. On the
+    CPU; deterministic; a killed build resumes. About 40 minutes for the three on 2 cores."""
+    from vlora_eval.workflows import embedded, embedded_build
+
+    check_folder_option(out, "--out")
+    placement = resolve_placement("cpu", DType.FLOAT32, threads)
+    embedded_build.build(out, names=model or embedded.names(), placement=placement, force=force, say=say)
+
+
+@user_errors
 def foundations_check(
     folder: Annotated[Path | None, typer.Argument(help="A foundations folder (default: the shipped ones).")] = None,
 ) -> None:

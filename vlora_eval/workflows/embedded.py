@@ -197,7 +197,7 @@ def origin_of(model_dir: Path) -> dict[str, Any] | None:
     if not record.is_file():
         return None
     made = json.loads(record.read_text(encoding="utf-8"))
-    return {key: made.get(key) for key in ("foundations", "answer_style", "tokenizer", "plan")}
+    return {key: made.get(key) for key in ("foundations", "answer_style", "tokenizer", "plan", "trained")}
 
 
 def is_prepared(name: str) -> bool:
@@ -206,8 +206,10 @@ def is_prepared(name: str) -> bool:
 
 def trained_model(name: str, *, placement: Placement, progress: bool = True,
                   say: Callable[[str], None] = print) -> Path:
-    """The embedded tiny model `name`, trained on the mini-suite if it is not cached yet: the folder of
-    the finished model in the project's own layout."""
+    """The embedded tiny model `name`, if it is not cached yet installed from the shipped ones when they were made
+    by the current recipe (embedded_build.py), else trained on the mini-suite: the folder of the finished model
+    in the project's own layout."""
+    from vlora_eval.workflows.embedded_build import install, shipped_record
     from vlora_eval.workflows.train import TrainingSet, train_plan
 
     folder = model_folder(name)
@@ -218,14 +220,26 @@ def trained_model(name: str, *, placement: Placement, progress: bool = True,
     suite = mini_suite(say)
     with _Turn(say):
         if not (folder / DONE).is_file():
-            data = TrainingSet.folder(suite / "train", list(current.stages))
-            _, tokenizer = train_plan(current, data, folder, placement=placement, label=f"the embedded {name}",
-                                      foundations=foundations(), progress=progress, say=say)
+            record, words = shipped_record(name)
+            if record is not None:
+                install(name, final)
+                tokenizer, trained = _foundations_words(), f"shipped: {words}"
+            else:
+                data = TrainingSet.folder(suite / "train", list(current.stages))
+                _, tokenizer = train_plan(current, data, folder, placement=placement, label=f"the embedded {name}",
+                                          foundations=foundations(), progress=progress, say=say)
+                trained = f"here ({placement.describe()}); {words}"
             write_json_atomic(folder / DONE, {"model": name, "plan": current.to_dict(), "tokenizer": tokenizer,
                                               "foundations": foundations_record(), "mini_suite": str(suite),
                                               "answer_style": to_data(recipe().mini_suite.style()),
-                                              "placement": placement.describe()})
+                                              "trained": trained})
     return final
+
+
+def _foundations_words() -> str:
+    from vlora_eval.workflows.train import foundations_words
+
+    return foundations_words(foundations())
 
 
 # --- what the CLI asks: a real checkpoint and real data replace the embedded part they name --------------
@@ -262,7 +276,14 @@ def checkpoint_for(name: str, checkpoint: Path | None, *, placement: Placement, 
     if checkpoint is not None or not model_spec(name).needs_checkpoint:
         return checkpoint, False
     if not is_prepared(name):
-        say(f"no --checkpoint for {name}: training the embedded tiny {name} (the paper's two stages, from the "
-            f"foundations' LLM and CLIP) on the embedded mini-suite (once, a few minutes on a CPU; cached in "
-            f"{cache_root()})")
+        from vlora_eval.workflows.embedded_build import shipped_record
+
+        record, words = shipped_record(name)
+        if record is not None:
+            say(f"no --checkpoint for {name}: installing {words} in {cache_root()} (the paper's two stages, from "
+                f"the foundations' LLM and CLIP, on the embedded mini-suite; once)")
+        else:
+            say(f"no --checkpoint for {name}: training the embedded tiny {name} (the paper's two stages, from the "
+                f"foundations' LLM and CLIP) on the embedded mini-suite (once, about 15 minutes on a CPU; cached in "
+                f"{cache_root()}): {words}")
     return trained_model(name, placement=placement, progress=progress, say=say), True

@@ -113,7 +113,7 @@ def starting_model(config, data: TrainingSet, *, init: Path | None = None, found
         check_on_foundations(config, foundations)
         model = build_model(config, tokenizer=foundations.tokenizer(), seed=seed)
         foundations.apply(model)
-        return Start(model, _foundations_words(foundations))
+        return Start(model, foundations_words(foundations))
 
     check_fits(config_parameter_bytes(config), "cpu", "the model's parameters")  # before learning its tokenizer
     tokenizer, folder = learned_tokenizer(list(data.files.values()), config.llm.vocab_size, say)
@@ -186,7 +186,7 @@ def _start_words(recipe: TrainingRecipe, previous: TrainingRecipe | None, init: 
     return f"random initialisation (seed {recipe.seed})"
 
 
-def _foundations_words(foundations) -> str:
+def foundations_words(foundations) -> str:
     return f"the foundations' own (fingerprint {foundations.fingerprint}, {foundations.folder})"
 
 
@@ -205,7 +205,7 @@ def _plan_tokenizer(plan: TrainingPlan, data: TrainingSet, init: Path | None, fo
 
         return load_tokenizer(init), f"the checkpoint's own ({init})"
     if foundations is not None:
-        return foundations.tokenizer(), _foundations_words(foundations)
+        return foundations.tokenizer(), foundations_words(foundations)
     tokenizer, folder = learned_tokenizer(list(data.files.values()), plan.model.llm.vocab_size, say)
     return tokenizer, f"learned from the training data ({len(tokenizer)} tokens, {folder})"
 
