@@ -127,15 +127,14 @@ def foundations_only(model_name: str, folder: Path) -> Path:
 
 
 def image_dependence(model_name: str, suite: Path) -> dict[str, dict[str, float]]:
-    """Does the model use the image? Per stage, the mean loss per learned token of that stage's own
-    data (captions after pre-training, answers after fine-tuning) with each record's own image and with
-    the images shuffled (the same texts): a model that sees does better with its own."""
+    """Does the model use the image? The finished model's mean loss per learned token on each stage's data
+    (captions: pre-training's; answers: fine-tuning's) with each record's own image and with the images
+    shuffled (the same texts): a model that sees does better with its own."""
     from vlora.placement import Placement
     from vlora_eval.workflows.embedded import trained_model
 
     final = trained_model(model_name, placement=Placement.resolve("cpu"), say=lambda m: None)  # <model>/finetune/model
-    folders = {"pretrain": final.parent.parent / "pretrain" / "model", "finetune": final}
-    return {stage: shuffled_image_loss(folder, suite, stage) for stage, folder in folders.items()}
+    return {stage: shuffled_image_loss(final, suite, stage) for stage in ("pretrain", "finetune")}
 
 
 def shuffled_image_loss(folder: Path, suite: Path, stage: str, samples: int = 256) -> dict[str, float]:
@@ -205,7 +204,8 @@ def write(out: Path, rows: list[dict], timings: dict, seeing: dict, made_of: dic
         lines.append(f"- {model}: at least halfway from chance to the key on {halfway} of 6; above chance (the "
                      f"interval's low end) on {above} of 6")
     lines += ["", "Do the models use the image? Loss per learned token on 256 training records with their own images "
-              "and with the images shuffled (the same texts): captions after pre-training, answers after fine-tuning:",
+              "and with the images shuffled (the same texts), of the finished models: captions (the pre-training data) and "
+              "answers (the fine-tuning data):",
               "", "| model | captions, own image | captions, shuffled | answers, own image | answers, shuffled |",
               "|---|---:|---:|---:|---:|",
               *[f"| {m} | {v['pretrain']['own image']:.3f} | {v['pretrain']['shuffled images']:.3f} | "

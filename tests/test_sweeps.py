@@ -181,3 +181,26 @@ def _check_chance(out: Path) -> None:
     table = pd.read_csv(out / "table.csv")
     assert table.loc[table["benchmark"] == "ScienceQA_VAL", "chance"].iloc[0] == pytest.approx(expected, abs=2.0)
     assert "| *chance* |" in (out / "table.md").read_text()
+
+
+def test_a_job_done_on_other_foundations_is_not_taken_as_done(fresh_machine):  # noqa: F811
+    """A done.json is this job's only for its plan on these foundations: a rebuild of the foundations is not
+    taken as done (refused, or with force redone)."""
+    import vlora_eval.workflows.sweeps as sweeps
+    from vlora_eval.workflows.embedded import foundations
+
+    tmp_path, _ = fresh_machine
+    sweep = load_sweep(_write(tmp_path, seeds=1, benchmarks=["MME"], reference="16",
+                              variants=[{"name": "16", "set": {"connector.rank": 1, "connector.alpha": 1.0}}]))
+    (job,) = sweep.jobs
+    folder = tmp_path / "job"
+    folder.mkdir()
+    record = {"config": job.plan.model.to_dict(), "stages": [r.to_dict() for r in job.plan.recipes()],
+              "foundations": {"fingerprint": foundations().fingerprint}}
+    (folder / "done.json").write_text(json.dumps(record))
+    assert sweeps._done(job, folder, force=False)
+    record["foundations"]["fingerprint"] = "0" * 16  # as if the foundations were rebuilt since
+    (folder / "done.json").write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match="written for another plan or other foundations .*foundations"):
+        sweeps._done(job, folder, force=False)
+    assert not sweeps._done(job, folder, force=True) and not (folder / "done.json").exists()

@@ -222,23 +222,26 @@ def run_sweep(sweep: Sweep, out: Path, *, placement: Placement, shard: tuple[int
 
 
 def _done(job: Job, folder: Path, force: bool) -> bool:
-    """Whether the job's done.json is there and was written for this job's plan."""
+    """Whether the job's done.json is there and was written for this job's plan on these foundations."""
     from vlora.output_folder import first_difference
+    from vlora_eval.workflows.embedded import foundations
 
     path = folder / DONE
     if not path.is_file():
         return False
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        written = {"config": record["config"], "stages": record["stages"]}
+        written = {"config": record["config"], "stages": record["stages"],
+                   "foundations": record["foundations"]["fingerprint"]}
     except (OSError, ValueError, KeyError, TypeError):
         written = None
-    expected = json.loads(json.dumps({"config": job.plan.model.to_dict(), "stages": [r.to_dict() for r in job.plan.recipes()]}))
+    expected = json.loads(json.dumps({"config": job.plan.model.to_dict(), "stages": [r.to_dict() for r in job.plan.recipes()],
+                                      "foundations": foundations().fingerprint}))
     difference = "unreadable" if written is None else first_difference(written, expected)
     if difference is None:
         return True
     if not force:
-        raise ConfigError(f"{path} was written for another plan ({difference}); use another --out, or --force to redo "
+        raise ConfigError(f"{path} was written for another plan or other foundations ({difference}); use another --out, or --force to redo "
                           "the job (only the sweep's own files are replaced)")
     path.unlink()
     return False
