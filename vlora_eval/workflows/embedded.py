@@ -200,10 +200,6 @@ def origin_of(model_dir: Path) -> dict[str, Any] | None:
     return {key: made.get(key) for key in ("foundations", "answer_style", "tokenizer", "plan", "trained")}
 
 
-def is_prepared(name: str) -> bool:
-    return (model_folder(name) / DONE).is_file()
-
-
 def trained_model(name: str, *, placement: Placement, progress: bool = True,
                   say: Callable[[str], None] = print) -> Path:
     """The embedded tiny model `name`, if it is not cached yet installed from the shipped ones when they were made
@@ -220,11 +216,16 @@ def trained_model(name: str, *, placement: Placement, progress: bool = True,
     suite = mini_suite(say)
     with _Turn(say):
         if not (folder / DONE).is_file():
-            record, words = shipped_record(name)
+            record, words = shipped_record(name)  # the shipped files are checked once, here
             if record is not None:
+                say(f"no embedded {name} in the cache: installing {words} in {cache_root()} (the paper's two stages, "
+                    "from the foundations' LLM and CLIP, on the embedded mini-suite; once)")
                 install(name, final)
                 tokenizer, trained = _foundations_words(), f"shipped: {words}"
             else:
+                say(f"no embedded {name} in the cache: training the embedded tiny {name} (the paper's two stages, "
+                    f"from the foundations' LLM and CLIP) on the embedded mini-suite (once, about 15 minutes on a CPU; "
+                    f"cached in {cache_root()}): {words}")
                 data = TrainingSet.folder(suite / "train", list(current.stages))
                 _, tokenizer = train_plan(current, data, folder, placement=placement, label=f"the embedded {name}",
                                           foundations=foundations(), progress=progress, say=say)
@@ -275,15 +276,4 @@ def checkpoint_for(name: str, checkpoint: Path | None, *, placement: Placement, 
 
     if checkpoint is not None or not model_spec(name).needs_checkpoint:
         return checkpoint, False
-    if not is_prepared(name):
-        from vlora_eval.workflows.embedded_build import shipped_record
-
-        record, words = shipped_record(name)
-        if record is not None:
-            say(f"no --checkpoint for {name}: installing {words} in {cache_root()} (the paper's two stages, from "
-                f"the foundations' LLM and CLIP, on the embedded mini-suite; once)")
-        else:
-            say(f"no --checkpoint for {name}: training the embedded tiny {name} (the paper's two stages, from the "
-                f"foundations' LLM and CLIP) on the embedded mini-suite (once, about 15 minutes on a CPU; cached in "
-                f"{cache_root()}): {words}")
     return trained_model(name, placement=placement, progress=progress, say=say), True
