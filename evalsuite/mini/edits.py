@@ -2,7 +2,8 @@
 tell apart captions that differ in one colour, shape, position, word or value.
 
     shapes   one shape recoloured, reshaped, moved, removed or a new one added (no two shapes alike)
-    text     another word, another text colour or another band (or a shape edit, when there are shapes)
+    text     another word, line of code or sum (so a CLIP must read letters, digits and operators), another
+             text colour or another band (or a shape edit, when there are shapes)
     charts   one bar's (or table row's) value changed
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import random
 
-from evalsuite.mini.world import COLORS, KINDS, TEXT_COLORS, WORDS, Scene
+from evalsuite.mini.world import COLORS, KINDS, TEXT_COLORS, WORDS, Scene, random_text
 
 
 def edited(scene: Scene, rng: random.Random) -> Scene | None:
@@ -32,11 +33,19 @@ def _edit_bars(scene: Scene, rng: random.Random) -> Scene:
 
 def _edit_text(scene: Scene, rng: random.Random) -> Scene:
     draw = rng.random()
-    if draw < 0.5 and scene.text_kind == "word":
-        return dataclasses.replace(scene, text=rng.choice([w for w in WORDS if w != scene.text]))
+    if draw < 0.5:
+        return dataclasses.replace(scene, text=_other_text(scene, rng))
     if draw < 0.8:
         return dataclasses.replace(scene, text_color=rng.choice([c for c in TEXT_COLORS if c != scene.text_color]))
     return dataclasses.replace(scene, text_row=rng.choice([r for r in range(3) if r != scene.text_row]))
+
+
+def _other_text(scene: Scene, rng: random.Random) -> str:
+    if scene.text_kind == "word":
+        return rng.choice([w for w in WORDS if w != scene.text])
+    while (text := random_text(rng, scene.text_kind)) == scene.text:  # 81+ texts of each kind: ends at once
+        pass
+    return text
 
 
 def _edit_shapes(scene: Scene, rng: random.Random) -> Scene | None:
