@@ -9,7 +9,8 @@ vlora_eval/lmms_requests.py `manifests`); nothing in this project imports this m
 lmms-eval (the optional extra `lmms`). `--model_args` (`k=v,k=v`; a value cannot hold a comma):
 
     model         a `vlora-eval models` name: vlora, llava-v1.5, llava-v1.5-qformer (a checkpoint, else the
-                  embedded tiny model, installed from the shipped ones or trained, once, and cached), vlora-tiny, llava-tiny, llava-qformer-tiny
+                  embedded tiny model, installed from the shipped ones or trained, once, and cached),
+                  vlora-tiny, llava-tiny, llava-qformer-tiny
     checkpoint    a local checkpoint folder;  vision_tower  a local CLIP folder
     device        auto | cpu | cuda | cuda:N (or lmms-eval's --device);  dtype  auto | float32 | bfloat16 | ...
     mode          VLoRA's execution: auto | factorized | merged | delta;  threads  torch's CPU threads
