@@ -14,16 +14,14 @@ from __future__ import annotations
 import argparse
 import random
 import tempfile
-from collections import defaultdict
+from collections import Counter
 from pathlib import Path
 
 import torch
 
-FORMS = ("mcq", "yn")
-
 
 def held_out_samples(current, tokenizer, per_form: int, seed: int):
-    """(sample, (form, qtype)) pairs: questions about held-out scenes with the scene written out."""
+    """(sample, "form/qtype") pairs: questions about held-out scenes with the scene written out."""
     from evalsuite.mini.items import mcq_item, yes_no_item
     from vlora_eval.workflows import foundations as workflow
     from vlora_eval.workflows.foundation_corpus import scene_text
@@ -32,13 +30,15 @@ def held_out_samples(current, tokenizer, per_form: int, seed: int):
         _, scenes, _ = workflow.training_scenes(current, Path(work), lambda message: None)
     corpus = workflow.text_corpus(current, scenes, tokenizer)
     rng, out = random.Random(f"language-ceiling/{seed}"), []
-    for form, make in zip(FORMS, (mcq_item, yes_no_item), strict=True):
-        while sum(tag[0] == form for _, tag in out) < per_form:
+    for make in (mcq_item, yes_no_item):
+        drawn = 0
+        while drawn < per_form:
             scene = scenes[rng.randrange(len(scenes))]
             item = make(scene, rng)
             if item is not None:
                 user = f"{scene_text(scene, rng)}\n{item['prompt']}"
-                out.append((corpus.dialogue(user, corpus.style.answer(item), rng), (form, item["qtype"])))
+                out.append((corpus.dialogue(user, corpus.style.answer(item), rng), f"{item['form']}/{item['qtype']}"))
+                drawn += 1
     return out
 
 
@@ -46,7 +46,7 @@ def main() -> None:
     from transformers import LlamaForCausalLM
 
     from vlora.foundations import Foundations
-    from vlora.training.language import exact_match
+    from vlora.training.language import exact_match, share_by_label
     from vlora_eval.workflows import foundations as workflow
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -61,17 +61,15 @@ def main() -> None:
     llm = LlamaForCausalLM.from_pretrained(found.folder / "llm").eval()
     samples = held_out_samples(workflow.recipe(), tokenizer, args.per_form, args.seed)
     hits = exact_match(llm, [sample for sample, _ in samples], tokenizer.pad_token_id)
-    by_type: dict[tuple[str, str], list[bool]] = defaultdict(list)
-    for hit, (_, tag) in zip(hits, samples, strict=True):
-        by_type[tag].append(hit)
+    labels = [label for _, label in samples]
+    forms = [f"{label.split('/')[0]}/**all**" for label in labels]
+    scores = {**share_by_label(hits, labels), **share_by_label(hits, forms)}
+    counts = Counter(labels) + Counter(forms)
     print(f"foundations {found.fingerprint} ({found.folder}): held-out exact match, the scene written out")
     print("| form | question type | exact match | questions |\n|---|---|---:|---:|")
-    for form in FORMS:
-        tags = sorted(tag for tag in by_type if tag[0] == form)
-        for tag in tags:
-            print(f"| {form} | {tag[1]} | {sum(by_type[tag]) / len(by_type[tag]):.2f} | {len(by_type[tag])} |")
-        hits_form = [h for tag in tags for h in by_type[tag]]
-        print(f"| {form} | **all** | **{sum(hits_form) / len(hits_form):.2f}** | {len(hits_form)} |")
+    for label, score in sorted(scores.items(), key=lambda pair: (pair[0].split("/")[0], "**" in pair[0], pair[0])):
+        form, qtype = label.split("/")
+        print(f"| {form} | {qtype} | {score:.3f} | {counts[label]} |")
 
 
 if __name__ == "__main__":

@@ -180,3 +180,10 @@ def test_a_bad_recipe_is_refused_before_any_work(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
         workflow.build(tmp_path / "out", current=change(micro_recipe()), progress=False, say=lambda m: None)
     assert not (tmp_path / "out").exists()
+
+
+def test_held_out_shares_are_per_label_and_sorted():
+    from vlora.training.language import share_by_label
+
+    shares = share_by_label([True, False, True, True, False], ["yn", "mcq", "mcq", "mcq", "yn"])
+    assert list(shares) == ["mcq", "yn"] and shares == {"mcq": 0.667, "yn": 0.5}

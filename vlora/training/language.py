@@ -88,7 +88,7 @@ def train_language(llm, recipe: TrainingRecipe, batches: Callable[[int], list[Sa
     log = StepLog(out, total, recipe.log_every, progress)
 
     def scores() -> dict:
-        return {"exact_match": _scores(llm, held_out, pad_id)}
+        return {"exact_match": exact_match_by_label(llm, held_out, pad_id)}
 
     llm.train()
     try:
@@ -103,9 +103,14 @@ def train_language(llm, recipe: TrainingRecipe, batches: Callable[[int], list[Sa
     return finish(llm, out, folder, log, recipe.batch_size)
 
 
-def _scores(llm, held_out: Sequence[tuple[Sample, str]], pad_id: int) -> dict[str, float]:
-    hits = exact_match(llm, [sample for sample, _ in held_out], pad_id)
-    by_form: dict[str, list[bool]] = {}
-    for hit, (_, form) in zip(hits, held_out, strict=True):
-        by_form.setdefault(form, []).append(hit)
-    return {form: round(sum(v) / len(v), 3) for form, v in sorted(by_form.items())}
+def exact_match_by_label(llm, held_out: Sequence[tuple[Sample, str]], pad_id: int) -> dict[str, float]:
+    """The share of exact matches per label of the (sample, label) pairs (the build log's held-out scores)."""
+    return share_by_label(exact_match(llm, [sample for sample, _ in held_out], pad_id), [label for _, label in held_out])
+
+
+def share_by_label(hits: Sequence[bool], labels: Sequence[str]) -> dict[str, float]:
+    """The share of hits per label, rounded to 3 decimals, labels sorted."""
+    by_label: dict[str, list[bool]] = {}
+    for hit, label in zip(hits, labels, strict=True):
+        by_label.setdefault(label, []).append(hit)
+    return {label: round(sum(v) / len(v), 3) for label, v in sorted(by_label.items())}
