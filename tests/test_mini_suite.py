@@ -389,3 +389,15 @@ def test_scale_multiplies_counts(tmp_path):
     assert len(json.loads(paths["finetune"].read_text(encoding="utf-8"))) == 4000
     with pytest.raises(ValueError):
         write_mini_suite(tmp_path / "bad", scale=0)
+
+
+def test_train_scale_sizes_the_training_set_and_leaves_the_benchmarks_byte_identical(suite, tmp_path):
+    more = write_mini_suite(tmp_path / "more", seed=0, scale=1, train_scale=2)
+    for name in NAMES:
+        assert more[name].read_bytes() == suite[name].read_bytes(), name
+    captions = json.loads(more["pretrain"].read_text(encoding="utf-8"))
+    assert len(captions) == 2 * len(json.loads(suite["pretrain"].read_text(encoding="utf-8"))) == 2000
+    assert len(list((tmp_path / "more" / "train" / "images").glob("mini_*.png"))) == 2000
+    assert "- seed: 0, scale: 1, training scale: 2" in (tmp_path / "more" / "README.md").read_text(encoding="utf-8")
+    with pytest.raises(ValueError, match="train_scale must be a positive int"):
+        write_mini_suite(tmp_path / "bad", train_scale=0)

@@ -105,6 +105,8 @@ def _paper(tmp_path, change):
     (_benchmarks, lambda d: d["MME"]["headline"].update(scale="x"), "benchmarks.yaml: MME: headline.scale: expects float"),
     (_embedded, lambda d: d.update(colour="red"), "edited.yaml: colour: not a setting here"),
     (_embedded, lambda d: d["mini_suite"].update(scale="4"), "edited.yaml: mini_suite.scale: expects int, got '4'"),
+    (_embedded, lambda d: d["mini_suite"].update(train_scale=0), "edited.yaml: mini_suite: train_scale: must be at "
+                                                                 "least 1, not 0"),
     (_embedded, lambda d: d["models"]["vlora"].update(preset="vlora-tiny"), "edited.yaml: models.vlora.preset: not a "
                                                                             "setting here"),
     (_sweep, lambda d: d["eval"].update(batch=4) if "eval" in d else d.update(eval={"batch": 4}),

@@ -1,12 +1,12 @@
 """The mini-suite: small versions of the six benchmarks, in VLMEvalKit's exact TSV formats, drawn from a
 deterministic synthetic world (world.py), plus LLaVA-format training data from disjoint scenes.
 
-    write_mini_suite(out, seed=0, scale=1) -> {name: path}
+    write_mini_suite(out, seed=0, scale=1, train_scale=None) -> {name: path}
 
 Layout: out/{MMBench_DEV_EN,CCBench,MME,HallusionBench,ScienceQA_VAL,MMMU_DEV_VAL}.tsv,
 out/train/{pretrain,finetune}.json, out/train/images/*.png, out/README.md.
-Same seed and scale, byte-identical files. Each file draws from its own random stream, seeded by
-(seed, file name).
+Same seed and scales, byte-identical files. Each file draws from its own random stream, seeded by
+(seed, file name), so the training set's size (`train_scale`) never changes a benchmark file.
 
 The suite is drawn in a staging folder inside `out`, then moved into place. A file already in `out`
 is replaced only when the tool wrote it (listed with its md5 in `out/.vlora-eval-mini.json`) or with
@@ -47,16 +47,19 @@ def stream(seed: int, name: str) -> random.Random:
 
 
 def write_mini_suite(out: Path, seed: int = 0, scale: int = 1, force: bool = False,
-                     style: AnswerStyle = DEFAULT_STYLE) -> dict[str, Path]:
+                     style: AnswerStyle = DEFAULT_STYLE, train_scale: int | None = None) -> dict[str, Path]:
     """Write the six benchmark TSVs and the training data under `out`; return {name: path} with keys
     'MMBench_DEV_EN', 'CCBench', 'MME', 'HallusionBench', 'ScienceQA_VAL', 'MMMU_DEV_VAL',
-    'pretrain' (JSON), 'finetune' (JSON). `scale` multiplies the number of questions/samples; `style` is
-    how the training data answers (evalsuite/mini/items.py).
+    'pretrain' (JSON), 'finetune' (JSON). `scale` multiplies the number of benchmark questions,
+    `train_scale` (default: `scale`) the number of training scenes; `style` is how the training data
+    answers (evalsuite/mini/items.py).
     Files in `out` that the tool did not write are never replaced unless `force`."""
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, not {seed!r}")
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise ValueError(f"scale must be a positive int, not {scale!r}")
+    train_scale = scale if train_scale is None else train_scale
+    for name, value in (("scale", scale), ("train_scale", train_scale)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, not {value!r}")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is a file, not a folder")
@@ -66,8 +69,8 @@ def write_mini_suite(out: Path, seed: int = 0, scale: int = 1, force: bool = Fal
         bank = ImageBank()
         for name, writer in BENCHMARKS.items():
             writer(staging / f"{name}.tsv", stream(seed, name), bank, scale)
-        write_training(staging / "train", stream(seed, "train"), scale, bank.keys, style)
-        _write_readme(staging, seed, scale, bank, style)
+        write_training(staging / "train", stream(seed, "train"), train_scale, bank.keys, style)
+        _write_readme(staging, seed, scale, train_scale, bank, style)
         _publish(staging, out, force)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -122,7 +125,7 @@ def _publish(staging: Path, out: Path, force: bool) -> None:
     marker.write_text(json.dumps({"format": "vlora-eval mini-suite", "files": record}, indent=1), encoding="utf-8")
 
 
-def _write_readme(out: Path, seed: int, scale: int, bank: ImageBank, style: AnswerStyle) -> None:
+def _write_readme(out: Path, seed: int, scale: int, train_scale: int, bank: ImageBank, style: AnswerStyle) -> None:
     paths = {name: out / f"{name}.tsv" for name in BENCHMARKS}
     paths.update({name: out / "train" / f"{name}.json" for name in ("pretrain", "finetune")})
     lines = ["# vlora-eval mini-suite", "",
@@ -130,7 +133,7 @@ def _write_readme(out: Path, seed: int, scale: int, bank: ImageBank, style: Answ
              "(PIL-drawn shapes, words, code, sums, bar charts and tables), plus LLaVA-format training data",
              "whose scenes never appear in a benchmark. Written by `evalsuite.mini.write_mini_suite`.",
              "Not the real benchmarks: scores test a pipeline, or a model trained on the training data.",
-             "", f"- seed: {seed}, scale: {scale}",
+             "", f"- seed: {seed}, scale: {scale}, training scale: {train_scale}",
              f"- benchmark images: {bank.count} ({len(bank.keys)} distinct)",
              f"- training answers ({style.mcq}, {style.yes_no}): {style.describe()}", ""]
     lines += ["| file | rows | questions |", "|---|---|---|"]

@@ -94,7 +94,9 @@ def merge(
 def data_mini(
     out: Annotated[Path, typer.Option(help="Folder to write the mini-suite to.")] = Path("out/mini"),
     seed: Annotated[int, typer.Option()] = 0,
-    scale: Annotated[int, typer.Option(min=1, help="Multiplies the number of questions and samples.")] = 1,
+    scale: Annotated[int, typer.Option(min=1, help="Multiplies the number of benchmark questions.")] = 1,
+    train_scale: Annotated[int | None, typer.Option(min=1, help="Multiplies the number of training scenes "
+                                                     "(1,000 each); default: --scale.")] = None,
     force: Annotated[bool, typer.Option(help="Replace files in --out that vlora-eval did not write.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
@@ -105,7 +107,7 @@ def data_mini(
     from evalsuite.mini import write_mini_suite
 
     with nullcontext() if as_json else console.status(f"drawing the synthetic world into {out}"):
-        paths = write_mini_suite(out, seed=seed, scale=scale, force=force)
+        paths = write_mini_suite(out, seed=seed, scale=scale, force=force, train_scale=train_scale)
     if as_json:
         print(json.dumps({name: str(path) for name, path in paths.items()}, indent=2))
         return

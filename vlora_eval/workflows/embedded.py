@@ -36,8 +36,15 @@ DONE = "embedded.json"  # written last in a prepared model folder: what made it
 @dataclass(frozen=True)
 class MiniSuiteSettings:
     seed: int
-    scale: int
+    scale: int  # multiplies the benchmark questions
     answer_style: dict[str, str] = field(default_factory=dict)  # evalsuite.mini.items.AnswerStyle's fields
+    train_scale: int | None = None  # multiplies the training scenes (1,000 each); None: `scale`
+
+    def __post_init__(self):
+        for key in ("scale", "train_scale"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"{key}: must be at least 1, not {value}")  # read_yaml names the file and key
 
     def style(self):
         from evalsuite.mini.items import AnswerStyle
@@ -169,9 +176,11 @@ def mini_suite(say: Callable[[str], None] = print) -> Path:
     if not (folder / MARKER).is_file():
         with _Turn(say):
             if not (folder / MARKER).is_file():
-                say(f"writing the embedded mini-suite (seed {settings.seed}, scale {settings.scale}) to {folder}")
+                say(f"writing the embedded mini-suite (seed {settings.seed}, scale {settings.scale}, training scale "
+                    f"{settings.train_scale or settings.scale}) to {folder}")
                 # the folder is the cache's own: an interrupted write is replaced whole
-                write_mini_suite(folder, seed=settings.seed, scale=settings.scale, force=True, style=settings.style())
+                write_mini_suite(folder, seed=settings.seed, scale=settings.scale, force=True, style=settings.style(),
+                                 train_scale=settings.train_scale)
     return folder
 
 
