@@ -183,24 +183,33 @@ def _check_chance(out: Path) -> None:
     assert "| *chance* |" in (out / "table.md").read_text()
 
 
-def test_a_job_done_on_other_foundations_is_not_taken_as_done(fresh_machine):  # noqa: F811
-    """A done.json is this job's only for its plan on these foundations: a rebuild of the foundations is not
-    taken as done (refused, or with force redone)."""
+def test_a_job_done_on_other_foundations_or_data_is_not_taken_as_done(fresh_machine):  # noqa: F811
+    """A done.json is this job's only for its plan on these foundations and this data: a rebuild of the foundations
+    or a redrawn training set is not taken as done (refused, or with force redone)."""
     import vlora_eval.workflows.sweeps as sweeps
-    from vlora_eval.workflows.embedded import foundations
+    from evalsuite.data import md5_of
+    from vlora_eval.workflows.embedded import foundations, mini_suite
 
     tmp_path, _ = fresh_machine
     sweep = load_sweep(_write(tmp_path, seeds=1, benchmarks=["MME"], reference="16",
                               variants=[{"name": "16", "set": {"connector.rank": 1, "connector.alpha": 1.0}}]))
     (job,) = sweep.jobs
+    suite = mini_suite(lambda message: None)
+    data = sweeps.data_identity(sweep)  # an independent derivation: the md5 of each file the job reads
+    assert data == {"train/pretrain.json": md5_of(suite / "train" / "pretrain.json"),
+                    "train/finetune.json": md5_of(suite / "train" / "finetune.json"), "MME.tsv": md5_of(suite / "MME.tsv")}
     folder = tmp_path / "job"
     folder.mkdir()
     record = {"config": job.plan.model.to_dict(), "stages": [r.to_dict() for r in job.plan.recipes()],
-              "foundations": {"fingerprint": foundations().fingerprint}}
+              "foundations": {"fingerprint": foundations().fingerprint}, "data": data}
     (folder / "done.json").write_text(json.dumps(record))
-    assert sweeps._done(job, folder, force=False)
-    record["foundations"]["fingerprint"] = "0" * 16  # as if the foundations were rebuilt since
-    (folder / "done.json").write_text(json.dumps(record))
-    with pytest.raises(ConfigError, match="written for another plan or other foundations .*foundations"):
-        sweeps._done(job, folder, force=False)
-    assert not sweeps._done(job, folder, force=True) and not (folder / "done.json").exists()
+    assert sweeps._done(job, folder, data, force=False)
+    for change, where in ((lambda r: r["foundations"].update(fingerprint="0" * 16), "foundations"),  # rebuilt since
+                          (lambda r: r["data"].update({"train/finetune.json": "0" * 32}), "data.train/finetune.json"),
+                          (lambda r: r.pop("data"), "data: '\\(not recorded\\)'")):  # written before data was recorded
+        changed = json.loads(json.dumps(record))
+        change(changed)
+        (folder / "done.json").write_text(json.dumps(changed))
+        with pytest.raises(ConfigError, match=f"written for another plan, other foundations or other data .*{where}"):
+            sweeps._done(job, folder, data, force=False)
+    assert not sweeps._done(job, folder, data, force=True) and not (folder / "done.json").exists()

@@ -184,7 +184,7 @@ def embedded_build(
 ) -> None:
     """Train the embedded models by vlora_eval/workflows/embedded.yaml (the paper's two stages from the foundations,
     on the embedded mini-suite) and keep what the stages trained, as shipped in vlora_eval/embedded_models/. On the
-    CPU; deterministic; a killed build resumes. About 30 minutes for the three on 2 cores."""
+    CPU; deterministic; a killed build resumes. About 75 minutes of one core for the three."""
     from vlora_eval.workflows import embedded, embedded_build
 
     check_folder_option(out, "--out")

@@ -1,8 +1,8 @@
 """`vlora-eval embedded build`: the embedded models trained once by the package's recipe, and shipped with it.
 
 The two stages at embedded.yaml's length (the length the models need to see: README "Embedded models") take
-about 30 minutes for the three models on a 2-core CPU (1,692 s measured), more than the main job's first run
-may take, so they are trained once by this command and shipped in vlora_eval/embedded_models/ (as the
+about 75 minutes of one CPU core for the three models (4,455 s measured: one build per model, side by side on a
+2-core CPU, 27 minutes the longest), more than the main job's first run may take, so they are trained once by this command and shipped in vlora_eval/embedded_models/ (as the
 foundations are). The main job installs a shipped model into its cache when the model was made by the current
 recipe (the same cache fingerprint: embedded.model_folder) and trains it itself otherwise; `sweep` always trains.
 

@@ -212,17 +212,31 @@ def run_sweep(sweep: Sweep, out: Path, *, placement: Placement, shard: tuple[int
     """Train and evaluate this shard's jobs that are not done, on the placement; return every finished
     job's record. A job done for another plan (the config changed since) is refused, or with `force` redone
     (deleting only the sweep's own files of that job)."""
-    todo = [job for job in mine(sweep, shard) if not _done(job, job_folder(out, job), force)]
+    data = data_identity(sweep, say)
+    todo = [job for job in mine(sweep, shard) if not _done(job, job_folder(out, job), data, force)]
     say(f"sweep {sweep.name}: {len(sweep.jobs)} jobs, {len(mine(sweep, shard)) - len(todo)} of this shard's done, "
         f"{len(todo)} to run on {placement.device} ({str(placement.dtype).removeprefix('torch.')} evaluation)")
     for number, job in enumerate(todo, 1):
         say(f"[{number}/{len(todo)}] {sweep.name} · {job.key}")
-        run_job(sweep, job, job_folder(out, job), placement=placement, progress=progress, force=force, say=say)
+        run_job(sweep, job, job_folder(out, job), data, placement=placement, progress=progress, force=force, say=say)
     return finished(sweep, out)
 
 
-def _done(job: Job, folder: Path, force: bool) -> bool:
-    """Whether the job's done.json is there and was written for this job's plan on these foundations."""
+def data_identity(sweep: Sweep, say: Callable[[str], None] = print) -> dict[str, str]:
+    """The md5 of every file a job reads by name: each stage's training JSON (train/<file>) and each benchmark's
+    TSV; a job done on other data is not this job's."""
+    from evalsuite.data import md5_of
+    from vlora.training.stages import stage_record
+
+    train_dir, bench_dir = _data(sweep, say)
+    stages = sorted({stage for job in sweep.jobs for stage in job.plan.stages})
+    files = {f"train/{stage_record(stage).data_file}": train_dir / stage_record(stage).data_file for stage in stages}
+    files.update({path.name: path for path in (_benchmark_file(sweep, bench_dir, name) for name in sweep.benchmarks)})
+    return {label: md5_of(path) for label, path in files.items() if path.is_file()}
+
+
+def _done(job: Job, folder: Path, data: dict[str, str], force: bool) -> bool:
+    """Whether the job's done.json is there and was written for this job's plan on these foundations and data."""
     from vlora.output_folder import first_difference
     from vlora_eval.workflows.embedded import foundations
 
@@ -232,24 +246,25 @@ def _done(job: Job, folder: Path, force: bool) -> bool:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         written = {"config": record["config"], "stages": record["stages"],
-                   "foundations": record["foundations"]["fingerprint"]}
+                   "foundations": record["foundations"]["fingerprint"], "data": record.get("data", "(not recorded)")}
     except (OSError, ValueError, KeyError, TypeError):
         written = None
     expected = json.loads(json.dumps({"config": job.plan.model.to_dict(), "stages": [r.to_dict() for r in job.plan.recipes()],
-                                      "foundations": foundations().fingerprint}))
+                                      "foundations": foundations().fingerprint, "data": data}))
     difference = "unreadable" if written is None else first_difference(written, expected)
     if difference is None:
         return True
     if not force:
-        raise ConfigError(f"{path} was written for another plan or other foundations ({difference}); use another --out, or --force to redo "
+        raise ConfigError(f"{path} was written for another plan, other foundations or other data ({difference}); use another --out, or --force to redo "
                           "the job (only the sweep's own files are replaced)")
     path.unlink()
     return False
 
 
-def run_job(sweep: Sweep, job: Job, folder: Path, *, placement: Placement, progress: bool, force: bool = False,
-            say: Callable[[str], None]) -> dict:
-    """One variant and seed: the plan's stages (resumable), then the benchmarks; done.json last."""
+def run_job(sweep: Sweep, job: Job, folder: Path, data: dict[str, str], *, placement: Placement, progress: bool,
+            force: bool = False, say: Callable[[str], None]) -> dict:
+    """One variant and seed: the plan's stages (resumable), then the benchmarks; done.json last, with `data`
+    (data_identity) recorded."""
     from flops.analytic import model_flops
     from vlora_eval.workflows.embedded import foundations, foundations_record
     from vlora_eval.workflows.train import TrainingSet, train_plan
@@ -263,7 +278,7 @@ def run_job(sweep: Sweep, job: Job, folder: Path, *, placement: Placement, progr
                        fresh=force)
     record = {"variant": job.variant, "seed": job.seed, "model": job.model, "config": job.plan.model.to_dict(),
               "stages": [r.to_dict() for r in job.plan.recipes()], "tokenizer": tokenizer,
-              "foundations": foundations_record(), "scores": scores,
+              "foundations": foundations_record(), "data": data, "scores": scores,
               "gflops": sum(model_flops(job.plan.model, 32).values()) / 1e9,
               "branch_scale": getattr(job.plan.model.connector, "scale", None), "placement": placement.describe(),
               "seconds": round(time.perf_counter() - start, 1), "model_dir": str(model_dir)}
@@ -281,13 +296,19 @@ def _data(sweep: Sweep, say: Callable[[str], None]) -> tuple[Path, Path]:
     return suite / "train", suite
 
 
+def _benchmark_file(sweep: Sweep, bench_dir: Path, name: str) -> Path:
+    from evalsuite.benchmarks import benchmark
+
+    spec = benchmark(name)
+    return bench_dir / f"{spec.name if isinstance(sweep.file.data, DataFolders) else spec.mini}.tsv"
+
+
 def _benchmark_data(sweep: Sweep, bench_dir: Path, name: str):
     from evalsuite.benchmarks import benchmark
     from evalsuite.data import load_benchmark_data
 
-    spec = benchmark(name)
-    embedded = not isinstance(sweep.file.data, DataFolders)
-    return load_benchmark_data(spec, bench_dir / f"{spec.mini if embedded else spec.name}.tsv", embedded=embedded)
+    return load_benchmark_data(benchmark(name), _benchmark_file(sweep, bench_dir, name),
+                               embedded=not isinstance(sweep.file.data, DataFolders))
 
 
 def _evaluate(sweep: Sweep, job: Job, model_dir: Path, bench_dir: Path, folder: Path, *, placement: Placement,
