@@ -226,11 +226,11 @@ def data_identity(sweep: Sweep, say: Callable[[str], None] = print) -> dict[str,
     """The md5 of every file a job reads by name: each stage's training JSON (train/<file>) and each benchmark's
     TSV; a job done on other data is not this job's."""
     from evalsuite.data import md5_of
-    from vlora.training.stages import stage_record
+    from vlora_eval.workflows.train import TrainingSet
 
     train_dir, bench_dir = _data(sweep, say)
     stages = sorted({stage for job in sweep.jobs for stage in job.plan.stages})
-    files = {f"train/{stage_record(stage).data_file}": train_dir / stage_record(stage).data_file for stage in stages}
+    files = {f"train/{path.name}": path for path in TrainingSet.folder(train_dir, stages).files.values()}
     files.update({path.name: path for path in (_benchmark_file(sweep, bench_dir, name) for name in sweep.benchmarks)})
     return {label: md5_of(path) for label, path in files.items() if path.is_file()}
 
