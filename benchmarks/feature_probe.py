@@ -2,7 +2,7 @@
 models stop). Every tiny model reads the scene through these features, so what a linear probe cannot read
 from them, no connector sees.
 
-The mini-suite draws shapes on a 3 x 3 grid of cells (evalsuite/mini/world.py) and the foundation CLIP cuts
+Shapes scenes. The mini-suite draws shapes on a 3 x 3 grid of cells (evalsuite/mini/world.py) and the foundation CLIP cuts
 its 96-px image into 3 x 3 patches of 32 px: cell (col, row) is patch 3 * row + col, and each shape stays in
 its cell. Three linear probes (softmax regression, AdamW, full batch), each trained on the features of
 --train scenes and scored on --test other scenes, per cell:
@@ -13,6 +13,12 @@ its cell. Three linear probes (softmax regression, AdamW, full batch), each trai
   knows the patch order (VLoRA's generator adds a position embedding; LLaVA's LLM reads the patches in order)
   could at best read from the features by a linear map;
 - the local probe on the raw pixels of the patch (32 x 32 x 3) as the reference of what is there to see.
+
+Charts and tables (where the models score lowest: MMBench's structuralized questions, HallusionBench's VS
+sets, ScienceQA's social science, MMMU's Economics): per bar slot (chart) or table row, which label
+(one of 8, or none) and which value (1-9, or none); per scene, which slot holds the tallest bar (or a tie) and
+which label it has: `all patches` probes on the CLIP features (raw pixels of the whole image, 27,648 inputs
+per head, take too long on a CPU for a reference here).
 
     .venv/bin/python benchmarks/feature_probe.py [FOUNDATIONS_DIR] [--train 3000] [--test 1000] [--threads 2]
 
@@ -49,6 +55,27 @@ def scenes_and_labels(n: int, seed: int):
             colour[i, cell] = 1 + list(COLORS).index(shape.color)
             kind[i, cell] = 1 + KINDS.index(shape.kind)
     return images, {"colour": torch.from_numpy(colour), "kind": torch.from_numpy(kind)}
+
+
+def charts_and_labels(n: int, seed: int, kind: str):
+    """n chart (or table) scenes rendered, with labels: per slot `label` and `value` [n, 4] (0 = no bar),
+    per scene `tallest slot` and `tallest label` [n, 1] (0 = a tie)."""
+    from evalsuite.mini.world import BAR_LABELS, random_scene, render, tallest
+
+    rng, images = random.Random(f"feature-probe/{kind}/{seed}"), []
+    targets = {name: np.zeros((n, width), dtype=np.int64) for name, width in
+               (("label", 4), ("value", 4), ("tallest slot", 1), ("tallest label", 1))}
+    for i in range(n):
+        scene = random_scene(rng, kind)
+        images.append(render(scene))
+        for slot, bar in enumerate(scene.bars):
+            targets["label"][i, slot] = 1 + BAR_LABELS.index(bar.label)
+            targets["value"][i, slot] = bar.value
+        top = tallest(scene)
+        if top is not None:
+            targets["tallest slot"][i, 0] = 1 + scene.bars.index(top)
+            targets["tallest label"][i, 0] = 1 + BAR_LABELS.index(top.label)
+    return images, {name: torch.from_numpy(array) for name, array in targets.items()}
 
 
 def clip_patches(folder: Path, images) -> torch.Tensor:
@@ -89,16 +116,18 @@ def fit_softmax(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tens
 
 
 def probe(features: torch.Tensor, labels: torch.Tensor, n_train: int, how: str) -> tuple[float, float]:
-    """(accuracy over all cells, accuracy over occupied cells) of one probe on the test scenes."""
+    """(accuracy over every label column, accuracy where the label is not 0) of one probe on the test scenes.
+    `local`: one probe for every cell, from the cell's own patch; `all patches`: one head per label column
+    (cell, slot or scene), from the 9 patches in order."""
     classes = int(labels.max()) + 1
     y_test = labels[n_train:]
-    if how == "local":  # one probe for every cell, from the cell's own patch
+    if how == "local":
         predicted = fit_softmax(features[:n_train].flatten(0, 1), labels[:n_train].flatten(),
                                 features[n_train:].flatten(0, 1), classes).view_as(y_test)
-    else:  # one head per cell, from the 9 patches in order
+    else:
         flat = features.flatten(1)
-        predicted = torch.stack([fit_softmax(flat[:n_train], labels[:n_train, cell], flat[n_train:], classes)
-                                 for cell in range(GRID * GRID)], dim=1)
+        predicted = torch.stack([fit_softmax(flat[:n_train], labels[:n_train, j], flat[n_train:], classes)
+                                 for j in range(labels.shape[1])], dim=1)
     hits = predicted == y_test
     return hits.float().mean().item(), hits[y_test != EMPTY].float().mean().item()
 
@@ -119,7 +148,7 @@ def main() -> None:
     images, labels = scenes_and_labels(args.train + args.test, args.seed)
     sources = {"foundation CLIP": clip_patches(folder, images), "raw pixels": pixel_patches(images)}
     print("# What the foundation CLIP's patch features carry, cell by cell\n")
-    print("Regenerate: `.venv/bin/python benchmarks/feature_probe.py > results/mini/feature_probe.md` (CPU, about 2 "
+    print("Regenerate: `.venv/bin/python benchmarks/feature_probe.py > results/mini/feature_probe.md` (CPU, about 5 "
           "minutes). Linear probes; see the script's docstring.\n")
     label = "The shipped foundations" if args.folder is None else f"Foundations `{folder}`"
     print(f"{label} (fingerprint {Foundations.load(folder).fingerprint}); {args.train} "
@@ -129,6 +158,14 @@ def main() -> None:
         for how in ("local", "all patches") if name == "foundation CLIP" else ("local",):
             cells = [probe(features, labels[target], args.train, how) for target in ("colour", "kind")]
             print(f"| {name} | {how} | " + " | ".join(f"{every:.3f} / {occupied:.3f}" for every, occupied in cells) + " |")
+    print("\n## Charts and tables\n\nAll patches, one head per bar slot (chart) or table row: accuracy over all slots / over "
+          "slots that hold a bar; `tallest`: over all scenes / over scenes without a tie.\n")
+    print("| scenes | features | label | value | tallest slot | tallest label |\n|---|---|---:|---:|---:|---:|")
+    for kind in ("chart", "table"):
+        images, labels = charts_and_labels(args.train + args.test, args.seed, kind)
+        features = clip_patches(folder, images)
+        cells = [probe(features, labels[target], args.train, "all patches") for target in labels]
+        print(f"| {kind} | foundation CLIP | " + " | ".join(f"{every:.3f} / {present:.3f}" for every, present in cells) + " |")
 
 
 if __name__ == "__main__":

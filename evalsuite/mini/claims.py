@@ -41,6 +41,23 @@ ANIMAL_CLAIMS = {"fly": "Can the animal named in the image fly?",
                  "water": "Does the animal named in the image live in water?",
                  "legs": "Does the animal named in the image have four legs?"}
 
+CLAIM_TEMPLATES = {  # claim type -> its question, formatted with the claim's arguments
+    "exists": "Is there a {} {} in the image?", "kind_color": "Is the {} in the image {}?",
+    "left_of": "Is the {} to the left of the {}?", "above": "Is the {} above the {}?",
+    "single": "Is the shape in the image a {} {}?", "only_kind": "Is this artwork made only of {}s?",
+    "largest_kind": "Is the largest shape in the image a {}?",
+    "word": 'Does the image show the word "{}"?', "poster": 'Is the title of this poster "{}"?',
+    "text_color": "Is the text in the image written in {}?",
+    "code_out": "Is the output of the code in the image {}?",
+    "calc": "Is the answer to the calculation in the image {}?",
+    "translate": 'Is the word in the image translated as "{}" in French?',
+    "tallest": "Is the {} bar the tallest bar in the chart?",
+    "taller": "Is the {} bar taller than the {} bar?",
+    "bar_value": "Does the {} bar have a value of {}?",
+    "table_greater": "According to the table, is the value of {} greater than the value of {}?",
+    "table_value": "According to the table, is the value of {} equal to {}?",
+}
+
 
 def ask(claim: Claim) -> str:
     a = claim.args
@@ -53,23 +70,7 @@ def ask(claim: Claim) -> str:
         return SCENE_CLAIMS[a[0]]
     if t == "animal":
         return ANIMAL_CLAIMS[a[0]]
-    templates = {
-        "exists": "Is there a {} {} in the image?", "kind_color": "Is the {} in the image {}?",
-        "left_of": "Is the {} to the left of the {}?", "above": "Is the {} above the {}?",
-        "single": "Is the shape in the image a {} {}?", "only_kind": "Is this artwork made only of {}s?",
-        "largest_kind": "Is the largest shape in the image a {}?",
-        "word": 'Does the image show the word "{}"?', "poster": 'Is the title of this poster "{}"?',
-        "text_color": "Is the text in the image written in {}?",
-        "code_out": "Is the output of the code in the image {}?",
-        "calc": "Is the answer to the calculation in the image {}?",
-        "translate": 'Is the word in the image translated as "{}" in French?',
-        "tallest": "Is the {} bar the tallest bar in the chart?",
-        "taller": "Is the {} bar taller than the {} bar?",
-        "bar_value": "Does the {} bar have a value of {}?",
-        "table_greater": "According to the table, is the value of {} greater than the value of {}?",
-        "table_value": "According to the table, is the value of {} equal to {}?",
-    }
-    return templates[t].format(*a)
+    return CLAIM_TEMPLATES[t].format(*a)
 
 
 def _value(scene: Scene, label: str) -> int | None:
