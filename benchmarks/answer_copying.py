@@ -27,14 +27,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from evalsuite.mini.claims import CLAIM_TEMPLATES, YES_NO_SUFFIX
+from evalsuite.mini.claims import CLAIM_TEMPLATES, ONE_SHAPE, YES_NO_SUFFIX
 
 # claim type -> which arguments name what the "desc" answer says (claims where it is the question's own words)
-SEEN_ARGUMENTS = {"kind_color": (1,), "single": (0, 1), "word": (0,), "poster": (0,), "text_color": (0,),
+SEEN_ARGUMENTS = {"count": (0,), "kind_color": (1,), "single": (0, 1), "word": (0,), "poster": (0,), "text_color": (0,),
                   "code_out": (0,), "calc": (0,), "largest_kind": (0,), "tallest": (0,), "bar_value": (1,),
                   "table_value": (1,)}
-COUNT = {re.compile(r"Is there exactly one shape in the image\?"): "1",
-         re.compile(r"Are there exactly (\d+) shapes in the image\?"): None}
 BENCHMARKS = ("MME", "HallusionBench")
 
 
@@ -52,10 +50,8 @@ PATTERNS = {claim_type: _pattern(template) for claim_type, template in
 def parse(question: str) -> tuple[str, str] | None:
     """(claim type, the question's words for what is seen) of a yes/no question, or None for other claims."""
     question = question.removesuffix(YES_NO_SUFFIX).strip()
-    for pattern, fixed in COUNT.items():
-        match = pattern.match(question)
-        if match:
-            return "count", fixed or match.group(1)
+    if question == ONE_SHAPE:
+        return "count", "1"
     for claim_type, pattern in PATTERNS.items():
         match = pattern.match(question)
         if match:

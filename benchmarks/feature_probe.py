@@ -78,14 +78,21 @@ def charts_and_labels(n: int, seed: int, kind: str):
     return images, {name: torch.from_numpy(array) for name, array in targets.items()}
 
 
-def clip_patches(folder: Path, images) -> torch.Tensor:
-    """The foundation CLIP's patch features, as every tiny model reads them: [n, 9, d_v]."""
+def load_tower(folder: Path):
+    """The foundation CLIP's vision tower, as every tiny model reads it."""
     from vlora.foundations import Foundations
-    from vlora.vision import VisionTower, preprocess_images
+    from vlora.vision import VisionTower
 
     found = Foundations.load(folder)
     tower = VisionTower.from_pretrained(found.folder / "clip", select_layer=found.vision_config.select_layer).eval()
     assert tower.config.image_size // tower.config.patch_size == GRID, "the probe assumes a 3 x 3 patch grid"
+    return tower
+
+
+def clip_patches(tower, images) -> torch.Tensor:
+    """The tower's patch features of the images: [n, 9, d_v]."""
+    from vlora.vision import preprocess_images
+
     pixels = preprocess_images(images, tower.config)
     return torch.cat([tower(chunk) for chunk in pixels.split(256)])
 
@@ -146,7 +153,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     folder = args.folder or workflow.shipped()
     images, labels = scenes_and_labels(args.train + args.test, args.seed)
-    sources = {"foundation CLIP": clip_patches(folder, images), "raw pixels": pixel_patches(images)}
+    tower = load_tower(folder)
+    sources = {"foundation CLIP": clip_patches(tower, images), "raw pixels": pixel_patches(images)}
     print("# What the foundation CLIP's patch features carry, cell by cell\n")
     print("Regenerate: `.venv/bin/python benchmarks/feature_probe.py > results/mini/feature_probe.md` (CPU, about 5 "
           "minutes). Linear probes; see the script's docstring.\n")
@@ -163,7 +171,7 @@ def main() -> None:
     print("| scenes | features | label | value | tallest slot | tallest label |\n|---|---|---:|---:|---:|---:|")
     for kind in ("chart", "table"):
         images, labels = charts_and_labels(args.train + args.test, args.seed, kind)
-        features = clip_patches(folder, images)
+        features = clip_patches(tower, images)
         cells = [probe(features, labels[target], args.train, "all patches") for target in labels]
         print(f"| {kind} | foundation CLIP | " + " | ".join(f"{every:.3f} / {present:.3f}" for every, present in cells) + " |")
 

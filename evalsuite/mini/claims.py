@@ -42,6 +42,7 @@ ANIMAL_CLAIMS = {"fly": "Can the animal named in the image fly?",
                  "legs": "Does the animal named in the image have four legs?"}
 
 CLAIM_TEMPLATES = {  # claim type -> its question, formatted with the claim's arguments
+    "count": "Are there exactly {} shapes in the image?",  # ONE_SHAPE when the count is 1
     "exists": "Is there a {} {} in the image?", "kind_color": "Is the {} in the image {}?",
     "left_of": "Is the {} to the left of the {}?", "above": "Is the {} above the {}?",
     "single": "Is the shape in the image a {} {}?", "only_kind": "Is this artwork made only of {}s?",
@@ -59,13 +60,14 @@ CLAIM_TEMPLATES = {  # claim type -> its question, formatted with the claim's ar
 }
 
 
+ONE_SHAPE = "Is there exactly one shape in the image?"
+
+
 def ask(claim: Claim) -> str:
     a = claim.args
     t = claim.type
-    if t == "count":
-        if a[0] == 1:
-            return "Is there exactly one shape in the image?"
-        return f"Are there exactly {a[0]} shapes in the image?"
+    if t == "count" and a[0] == 1:
+        return ONE_SHAPE
     if t == "scene_is":
         return SCENE_CLAIMS[a[0]]
     if t == "animal":
