@@ -5,6 +5,10 @@ the scene written out, and scores held-out ones per form / type as it goes. If a
 from text, no connector will teach it through the image.
 
     .venv/bin/python benchmarks/focused_text.py [--steps 500] [--every 250] [--lr 1e-3] [--threads 1]
+        [--fresh [--set hidden_size=256 --set num_layers=6 ...]]
+
+--fresh starts instead from a random LLM of the foundations' recipe (foundations.yaml's `llm`, changed by --set):
+is the lookup learnable at a size at all, and after how many steps?
 
 The samples: scenes of the world (charts and tables), one question each of a focused type in the embedded
 answer style (evalsuite/mini/items.py), its scene written out as the foundations' corpus writes it; 600 held-out
@@ -15,6 +19,7 @@ constant; gradients clipped at 1. Nothing is saved: the shipped foundations stay
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import time
 
@@ -24,8 +29,17 @@ FOCUS = ("chart_max", "chart_value", "tallest", "taller", "bar_value", "table_gr
 BATCH, WARMUP, HELD_OUT = 48, 50, 600
 
 
-def sampler(corpus, focus: set[str]):
-    """draw(rng) -> (sample, "form/qtype"): a chart or table question of a focused type, the scene in text."""
+def value_first(scene, text: str) -> str:
+    """The scene text with each bar's or row's value before its label ("8 fox" for "fox 8"): the value's token
+    then follows what it belongs to, as a colour precedes its shape ("a red circle")."""
+    for bar in scene.bars:
+        text = text.replace(f"{bar.label} {bar.value}", f"{bar.value} {bar.label}")
+    return text
+
+
+def sampler(corpus, focus: set[str], write=lambda scene, text: text):
+    """draw(rng) -> (sample, "form/qtype"): a chart or table question of a focused type, the scene in text
+    (as the foundations' corpus writes it, then through `write`)."""
     from evalsuite.mini.items import mcq_item, open_item, yes_no_item
     from evalsuite.mini.world import random_scene
     from vlora_eval.workflows.foundation_corpus import scene_text
@@ -35,7 +49,7 @@ def sampler(corpus, focus: set[str]):
             scene = random_scene(rng, rng.choice(("chart", "table")))
             item = rng.choice((mcq_item, yes_no_item, open_item))(scene, rng)
             if item is not None and item["qtype"] in focus:
-                user = f"{scene_text(scene, rng)}\n{item['prompt']}"
+                user = f"{write(scene, scene_text(scene, rng))}\n{item['prompt']}"
                 return corpus.dialogue(user, corpus.style.answer(item), rng), f"{item['form']}/{item['qtype']}"
     return draw
 
@@ -55,19 +69,39 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--types", default=",".join(FOCUS), help="comma-separated question types to train on")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--fresh", action="store_true", help="start from a random LLM of the recipe's size")
+    parser.add_argument("--value-first", action="store_true", help="write each bar's value before its label")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=INT",
+                        help="with --fresh: a size of foundations.yaml's llm (hidden_size, num_layers, ...)")
     args = parser.parse_args()
+    if args.set and not args.fresh:
+        parser.error("--set changes the size of a --fresh LLM only")
     torch.set_num_threads(args.threads)
     found = Foundations.load(workflow.shipped())
     tokenizer = found.tokenizer()
-    llm = LlamaForCausalLM.from_pretrained(found.folder / "llm")
+    if args.fresh:
+        current = workflow.recipe()
+        sizes = dict(current.llm)
+        for pair in args.set:
+            key, _, value = pair.partition("=")
+            if key not in sizes or not value.isdigit():
+                parser.error(f"--set {pair}: expected KEY=INT with KEY one of {', '.join(sizes)}")
+            sizes[key] = int(value)
+        llm = workflow.build_llm(dataclasses.replace(current, llm=sizes), tokenizer)
+    else:
+        llm = LlamaForCausalLM.from_pretrained(found.folder / "llm")
     corpus = TextCorpus(scenes=(), tokenizer=tokenizer, style=AnswerStyle(), system_prompt_share=0.0)
-    draw = sampler(corpus, set(args.types.split(",")))
+    draw = sampler(corpus, set(args.types.split(",")), value_first if args.value_first else (lambda scene, text: text))
     test_rng = random.Random("focused-text/held-out")
     held_out = [draw(test_rng) for _ in range(HELD_OUT)]
     labels = sorted({label for _, label in held_out})
     print("# The foundation LLM trained further on a few question types, the scene written out\n")
-    print(f"`.venv/bin/python benchmarks/focused_text.py --steps {args.steps} --lr {args.lr} --types {args.types}`; "
-          f"batch {BATCH}; held-out exact match of {HELD_OUT} questions (foundations {found.fingerprint}).\n")
+    start_from = (f"a random LLM of {sum(p.numel() for p in llm.parameters()):,} parameters" if args.fresh
+                  else f"foundations {found.fingerprint}")
+    fresh = (" --fresh" + "".join(f" --set {pair}" for pair in args.set) if args.fresh else "") + \
+        (" --value-first" if args.value_first else "")
+    print(f"`.venv/bin/python benchmarks/focused_text.py --steps {args.steps} --lr {args.lr} --types {args.types}{fresh}`; "
+          f"batch {BATCH}; held-out exact match of {HELD_OUT} questions ({start_from}).\n")
     print("| step | loss | seconds | " + " | ".join(labels) + " |\n|" + "---:|" * (len(labels) + 3))
 
     def report(step: int, loss: float | None, seconds: float) -> None:

@@ -7,6 +7,9 @@ the foundations answers through this LLM, so a type it cannot answer from text i
 FOUNDATIONS_DIR: a `vlora-eval foundations build` output (default: the shipped foundations). The questions
 are drawn from the recipe's held-out scenes (none a training scene or a mini-suite benchmark image), in the
 recipe's answer style, scored as the build's own log scores them (greedy decoding equals every answer token).
+A second table says where answers go wrong: each answer token, the ones before it given (teacher forcing), is
+right or not, grouped by what it takes: a word read from the scene text alone (a lookup: "7" in "fox 3, yak 7"
+for "the yak bar"), a word of the question (a copy), or the rest (the verdict, punctuation, spaces, </s>).
 """
 
 from __future__ import annotations
@@ -19,10 +22,32 @@ from pathlib import Path
 
 import torch
 
+ROLES = ("lookup", "copy", "rest")
+
+
+def token_roles(tokenizer, scene: str, question: str, answer_ids) -> list[str]:
+    """Per answer token: "lookup" (a word of the scene text and not of the question), "copy" (a word of the
+    question) or "rest" (the verdict, punctuation, whitespace, </s>). An MCQ's question stops before its
+    options: picking the option that the scene names is a lookup."""
+    scene_ids = set(tokenizer(scene, add_special_tokens=False).input_ids)
+    question_ids = set(tokenizer(question, add_special_tokens=False).input_ids)
+    roles = []
+    for token in answer_ids:
+        word = tokenizer.decode([token]).strip()
+        if word and word[0].isalnum() and token in question_ids:
+            roles.append("copy")
+        elif word and word[0].isalnum() and token in scene_ids:
+            roles.append("lookup")
+        else:
+            roles.append("rest")
+    return roles
+
 
 def held_out_samples(current, tokenizer, per_form: int, seed: int):
-    """(sample, "form/qtype") pairs: questions about held-out scenes with the scene written out."""
+    """(sample, "form/qtype", roles of its answer tokens) triples: questions about held-out scenes with the
+    scene written out."""
     from evalsuite.mini.items import mcq_item, yes_no_item
+    from vlora.prompting import IGNORE_INDEX
     from vlora_eval.workflows import foundations as workflow
     from vlora_eval.workflows.foundation_corpus import scene_text
 
@@ -36,8 +61,11 @@ def held_out_samples(current, tokenizer, per_form: int, seed: int):
             scene = scenes[rng.randrange(len(scenes))]
             item = make(scene, rng)
             if item is not None:
-                user = f"{scene_text(scene, rng)}\n{item['prompt']}"
-                out.append((corpus.dialogue(user, corpus.style.answer(item), rng), f"{item['form']}/{item['qtype']}"))
+                text = scene_text(scene, rng)
+                ids, labels = corpus.dialogue(f"{text}\n{item['prompt']}", corpus.style.answer(item), rng)
+                answer = [token for t, token in enumerate(labels) if t > 0 and token != IGNORE_INDEX]
+                out.append(((ids, labels), f"{item['form']}/{item['qtype']}",
+                            token_roles(tokenizer, text, item["prompt"].split("\nA. ")[0], answer)))
                 drawn += 1
     return out
 
@@ -46,7 +74,7 @@ def main() -> None:
     from transformers import LlamaForCausalLM
 
     from vlora.foundations import Foundations
-    from vlora.training.language import exact_match, share_by_label
+    from vlora.training.language import answer_token_hits, share_by_label
     from vlora_eval.workflows import foundations as workflow
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -60,8 +88,9 @@ def main() -> None:
     tokenizer = found.tokenizer()
     llm = LlamaForCausalLM.from_pretrained(found.folder / "llm").eval()
     samples = held_out_samples(workflow.recipe(), tokenizer, args.per_form, args.seed)
-    hits = exact_match(llm, [sample for sample, _ in samples], tokenizer.pad_token_id)
-    labels = [label for _, label in samples]
+    token_hits = answer_token_hits(llm, [sample for sample, _, _ in samples], tokenizer.pad_token_id)
+    hits = [all(tokens) for tokens in token_hits]
+    labels = [label for _, label, _ in samples]
     forms = [f"{label.split('/')[0]}/**all**" for label in labels]
     scores = {**share_by_label(hits, labels), **share_by_label(hits, forms)}
     counts = Counter(labels) + Counter(forms)
@@ -74,6 +103,24 @@ def main() -> None:
     for label, score in sorted(scores.items(), key=lambda pair: (pair[0].split("/")[0], "**" in pair[0], pair[0])):
         form, qtype = label.split("/")
         print(f"| {form} | {qtype} | {score:.3f} | {counts[label]} |")
+    print_token_table(samples, token_hits)
+
+
+def print_token_table(samples, token_hits) -> None:
+    """Per question type: the share of right answer tokens (teacher forcing) by role, and how many there are."""
+    right: dict[tuple[str, str], list[bool]] = {}
+    for (_, label, roles), hits in zip(samples, token_hits, strict=True):
+        for role, hit in zip(roles, hits, strict=True):
+            right.setdefault((label, role), []).append(hit)
+    print("\n## Where the answers go wrong\n")
+    print("Each answer token with the ones before it given (teacher forcing): the share right, by what it takes "
+          "(lookup: a word of the scene text only; copy: a word of the question; rest: verdict, punctuation, "
+          "</s>), and the number of such tokens.\n")
+    print("| form | question type | " + " | ".join(ROLES) + " |\n|---|---|" + "---:|" * len(ROLES))
+    for label in sorted({label for _, label, _ in samples}):
+        form, qtype = label.split("/")
+        cells = [f"{sum(v) / len(v):.2f} ({len(v)})" if (v := right.get((label, role))) else "" for role in ROLES]
+        print(f"| {form} | {qtype} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -187,3 +187,32 @@ def test_held_out_shares_are_per_label_and_sorted():
 
     shares = share_by_label([True, False, True, True, False], ["yn", "mcq", "mcq", "mcq", "yn"])
     assert list(shares) == ["mcq", "yn"] and shares == {"mcq": 0.667, "yn": 0.5}
+
+
+def test_answer_token_hits_are_greedy_next_tokens_per_learned_token_batched_as_single():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from vlora.prompting import IGNORE_INDEX
+    from vlora.training.language import answer_token_hits, exact_match
+
+    torch.manual_seed(0)
+    llm = LlamaForCausalLM(LlamaConfig(vocab_size=12, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                       num_attention_heads=2, max_position_embeddings=32)).eval()
+    generator = torch.Generator().manual_seed(1)
+    samples = []
+    for length, prompt in ((7, 4), (5, 2), (9, 6)):
+        ids = torch.randint(1, 12, (length,), generator=generator).tolist()
+        samples.append((ids, [IGNORE_INDEX] * prompt + ids[prompt:]))
+    # the first sample's last token made the model's own greedy choice: one hit is certain
+    with torch.no_grad():
+        samples[0][0][-1] = samples[0][1][-1] = int(llm(torch.tensor([samples[0][0][:-1]])).logits[0, -1].argmax())
+    hits = answer_token_hits(llm, samples, pad_id=0, batch=2)  # padded batches
+    for (ids, labels), sample_hits in zip(samples, hits, strict=True):
+        expected = []
+        for t in range(1, len(ids)):
+            if labels[t] != IGNORE_INDEX:  # the prefix alone, no padding, no batch
+                with torch.no_grad():
+                    expected.append(int(llm(torch.tensor([ids[:t]])).logits[0, -1].argmax()) == ids[t])
+        assert sample_hits == expected
+    assert hits[0][-1] is True
+    assert exact_match(llm, samples, pad_id=0) == [all(sample_hits) for sample_hits in hits]

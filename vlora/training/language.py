@@ -52,17 +52,24 @@ def shifted_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def exact_match(llm, samples: Sequence[Sample], pad_id: int, batch: int = 64) -> list[bool]:
-    """Per sample: does the greedy next token equal every learned token (= greedy decoding's answer)?"""
+def answer_token_hits(llm, samples: Sequence[Sample], pad_id: int, batch: int = 64) -> list[list[bool]]:
+    """Per sample, per learned token in order: is the greedy next token right, the tokens before it given
+    (teacher forcing)? Where an answer goes wrong: the value it looks up, the word it copies, the verdict."""
     was_training, hits = llm.training, []
     llm.eval()
     for start in range(0, len(samples), batch):
         ids, labels, attention = pad(samples[start:start + batch], pad_id)
         guess = llm(input_ids=ids, attention_mask=attention).logits.argmax(-1)[:, :-1]
         target = labels[:, 1:]
-        hits += ((guess == target) | (target == IGNORE_INDEX)).all(-1).tolist()
+        learned = target != IGNORE_INDEX
+        hits += [row[mask].tolist() for row, mask in zip(guess == target, learned, strict=True)]
     llm.train(was_training)
     return hits
+
+
+def exact_match(llm, samples: Sequence[Sample], pad_id: int, batch: int = 64) -> list[bool]:
+    """Per sample: does the greedy next token equal every learned token (= greedy decoding's answer)?"""
+    return [all(tokens) for tokens in answer_token_hits(llm, samples, pad_id, batch)]
 
 
 def schedule(step: int, total: int, warmup: int) -> float:
