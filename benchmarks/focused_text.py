@@ -5,10 +5,11 @@ the scene written out, and scores held-out ones per form / type as it goes. If a
 from text, no connector will teach it through the image.
 
     .venv/bin/python benchmarks/focused_text.py [--steps 500] [--every 250] [--lr 1e-3] [--threads 1]
-        [--fresh [--set hidden_size=256 --set num_layers=6 ...]]
+        [--fresh [--set hidden_size=256 --set num_layers=6 ...]] [--value-first] [--readout]
 
 --fresh starts instead from a random LLM of the foundations' recipe (foundations.yaml's `llm`, changed by --set):
-is the lookup learnable at a size at all, and after how many steps?
+is the lookup learnable at a size at all, and after how many steps? --value-first and --readout change how the
+chart is written and how claims about named bars are answered (value_first, readout_answer).
 
 The samples: scenes of the world (charts and tables), one question each of a focused type in the embedded
 answer style (evalsuite/mini/items.py), its scene written out as the foundations' corpus writes it; 600 held-out
@@ -37,9 +38,25 @@ def value_first(scene, text: str) -> str:
     return text
 
 
-def sampler(corpus, focus: set[str], write=lambda scene, text: text):
+READOUT_CLAIMS = ("bar_value", "table_value", "taller", "table_greater")
+
+
+def readout_answer(scene, item: dict, answer: str) -> str:
+    """A yes/no claim about named bars or rows answered by reading the chart in order up to the last one it
+    names, then the verdict ("bee 2, fox 3, yak 7. No" for "Does the yak bar have a value of 1?"): each step
+    reads the next slot, and the verdict compares words already written; no lookup by name. Other items keep
+    `answer`."""
+    if item["form"] != "yn" or item["qtype"] not in READOUT_CLAIMS:
+        return answer
+    words = set(item["prompt"].replace("?", " ").split())
+    last = max(i for i, bar in enumerate(scene.bars) if bar.label in words)
+    return ", ".join(f"{bar.label} {bar.value}" for bar in scene.bars[:last + 1]) + f". {item['yn']}"
+
+
+def sampler(corpus, focus: set[str], write=lambda scene, text: text, answer=lambda scene, item, text: text):
     """draw(rng) -> (sample, "form/qtype"): a chart or table question of a focused type, the scene in text
-    (as the foundations' corpus writes it, then through `write`)."""
+    (as the foundations' corpus writes it, then through `write`), answered in the embedded style (then through
+    `answer`)."""
     from evalsuite.mini.items import mcq_item, open_item, yes_no_item
     from evalsuite.mini.world import random_scene
     from vlora_eval.workflows.foundation_corpus import scene_text
@@ -50,7 +67,8 @@ def sampler(corpus, focus: set[str], write=lambda scene, text: text):
             item = rng.choice((mcq_item, yes_no_item, open_item))(scene, rng)
             if item is not None and item["qtype"] in focus:
                 user = f"{write(scene, scene_text(scene, rng))}\n{item['prompt']}"
-                return corpus.dialogue(user, corpus.style.answer(item), rng), f"{item['form']}/{item['qtype']}"
+                reply = answer(scene, item, corpus.style.answer(item))
+                return corpus.dialogue(user, reply, rng), f"{item['form']}/{item['qtype']}"
     return draw
 
 
@@ -71,6 +89,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--fresh", action="store_true", help="start from a random LLM of the recipe's size")
     parser.add_argument("--value-first", action="store_true", help="write each bar's value before its label")
+    parser.add_argument("--readout", action="store_true",
+                        help="answer yes/no claims about named bars by reading the chart in order first")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=INT",
                         help="with --fresh: a size of foundations.yaml's llm (hidden_size, num_layers, ...)")
     args = parser.parse_args()
@@ -91,15 +111,17 @@ def main() -> None:
     else:
         llm = LlamaForCausalLM.from_pretrained(found.folder / "llm")
     corpus = TextCorpus(scenes=(), tokenizer=tokenizer, style=AnswerStyle(), system_prompt_share=0.0)
-    draw = sampler(corpus, set(args.types.split(",")), value_first if args.value_first else (lambda scene, text: text))
+    draw = sampler(corpus, set(args.types.split(",")), value_first if args.value_first else (lambda scene, text: text),
+                   readout_answer if args.readout else (lambda scene, item, text: text))
     test_rng = random.Random("focused-text/held-out")
     held_out = [draw(test_rng) for _ in range(HELD_OUT)]
     labels = sorted({label for _, label in held_out})
-    print("# The foundation LLM trained further on a few question types, the scene written out\n")
+    who = "A random LLM trained" if args.fresh else "The foundation LLM trained further"
+    print(f"# {who} on a few question types, the scene written out\n")
     start_from = (f"a random LLM of {sum(p.numel() for p in llm.parameters()):,} parameters" if args.fresh
                   else f"foundations {found.fingerprint}")
     fresh = (" --fresh" + "".join(f" --set {pair}" for pair in args.set) if args.fresh else "") + \
-        (" --value-first" if args.value_first else "")
+        (" --value-first" if args.value_first else "") + (" --readout" if args.readout else "")
     print(f"`.venv/bin/python benchmarks/focused_text.py --steps {args.steps} --lr {args.lr} --types {args.types}{fresh}`; "
           f"batch {BATCH}; held-out exact match of {HELD_OUT} questions ({start_from}).\n")
     print("| step | loss | seconds | " + " | ".join(labels) + " |\n|" + "---:|" * (len(labels) + 3))
