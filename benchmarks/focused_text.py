@@ -120,9 +120,9 @@ def main() -> None:
     print(f"# {who} on a few question types, the scene written out\n")
     start_from = (f"a random LLM of {sum(p.numel() for p in llm.parameters()):,} parameters" if args.fresh
                   else f"foundations {found.fingerprint}")
-    fresh = (" --fresh" + "".join(f" --set {pair}" for pair in args.set) if args.fresh else "") + \
+    flags = (" --fresh" + "".join(f" --set {pair}" for pair in args.set) if args.fresh else "") + \
         (" --value-first" if args.value_first else "") + (" --readout" if args.readout else "")
-    print(f"`.venv/bin/python benchmarks/focused_text.py --steps {args.steps} --lr {args.lr} --types {args.types}{fresh}`; "
+    print(f"`.venv/bin/python benchmarks/focused_text.py --steps {args.steps} --lr {args.lr} --types {args.types}{flags}`; "
           f"batch {BATCH}; held-out exact match of {HELD_OUT} questions ({start_from}).\n")
     print("| step | loss | seconds | " + " | ".join(labels) + " |\n|" + "---:|" * (len(labels) + 3))
 
