@@ -73,14 +73,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this markdown file")
     args = parser.parse_args()
     models = args.model or ["vlora"]
-    shipped = embedded.mini_suite(lambda message: print(message, file=sys.stderr))
+    shipped = embedded.mini_suite(lambda message: print(message, file=sys.stderr), training=True)
     seen = training_image_keys(shipped)
     work = Path(tempfile.mkdtemp(prefix="vlora-eval-draws-"))
     settings = embedded.recipe().mini_suite
     suites = {settings.seed: shipped}
     for seed in args.seeds:
         suites[seed] = work / f"seed{seed}"
-        write_mini_suite(suites[seed], seed=seed, scale=settings.scale, train_scale=1, style=settings.style())
+        write_mini_suite(suites[seed], seed=seed, scale=settings.scale, training=False)
     lines = ["| model | draw (seed) | groups | circular score | groups showing a training image | score without them |",
              "|---|---|---:|---:|---:|---:|"]
     for model in models:

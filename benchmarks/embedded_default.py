@@ -62,7 +62,7 @@ def main() -> None:
     from vlora_eval.workflows.embedded import mini_suite, recipe
 
     os.environ.update({"XDG_CACHE_HOME": str(cache)})
-    suite = mini_suite(say=lambda m: None)
+    suite = mini_suite(say=lambda m: None, training=True)
     rows = []
     for bench in BENCHES:
         data = load_benchmark_data(benchmark(bench), suite / f"{bench}.tsv", embedded=True)

@@ -122,7 +122,7 @@ def test_the_shipped_vlora_pretrain_reproduces_its_first_logged_losses(clean_hom
         return real(*args, **kwargs)
 
     monkeypatch.setattr(loop, "_optimizer_step", step_or_stop)
-    data = TrainingSet.folder(embedded.mini_suite(lambda message: None) / "train", list(current.stages))
+    data = TrainingSet.folder(embedded.mini_suite(lambda message: None, training=True) / "train", list(current.stages))
     with pytest.raises(KeyboardInterrupt):
         train_plan(current, data, tmp_path / "work", placement=embedded_placement(), label="check",
                    foundations=embedded.foundations(), progress=False, say=lambda message: None)
@@ -143,6 +143,8 @@ def test_the_main_job_on_a_fresh_machine_uses_the_shipped_vlora(clean_home):
     result = CliRunner().invoke(app, ["run", "--model", "vlora", "--bench", "mmbench", "--limit", "8", "--json"])
     assert result.exit_code == 0, result.output
     assert stages == []  # installed, not trained
+    suite = embedded.mini_suite(lambda message: None)
+    assert (suite / "MMBench_DEV_EN.tsv").is_file() and not (suite / "train").exists()  # no training set written
     out = json.loads(result.stdout)[0]
     manifest = json.loads((tmp_path / "vlora-eval-results" / "vlora-embedded" / "MMBench_DEV_EN" / "manifest.json"
                            ).read_text())

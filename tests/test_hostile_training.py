@@ -253,9 +253,16 @@ def test_disk_errors_elsewhere_are_one_line(tmp_path, monkeypatch, command, data
     args = {"run": ["run", "--model", "llava-tiny", "--bench", "MME", "--data", mme, "--results", target,
                     "--max-new-tokens", "2"],
             "data": ["data", "mini", "--out", target / "mini"],
-            "sweep": ["sweep", "rank", "--out", target / "sweep", "--set", "pretrain.max_steps=1"],
+            "sweep": ["sweep", "rank", "--out", target / "sweep", "--set", "pretrain.max_steps=1",
+                      "--set", "finetune.max_steps=1"],
             "report": ["report", "--results", target],
             "export": ["export", "missing-is-checked-first", "--out", target / "x"]}[command]
+    if command == "sweep":  # on the micro recipe's mini-suite (the shipped recipe's training set takes a minute)
+        from test_embedded import MICRO
+
+        import vlora_eval.workflows.embedded as embedded
+
+        monkeypatch.setattr(embedded, "recipe", lambda: MICRO)
     if command == "export":
         assert invoke(*train_args(data, tmp_path / "t", steps=1)).exit_code == 0
         args[1] = tmp_path / "t" / "model"

@@ -401,3 +401,29 @@ def test_train_scale_sizes_the_training_set_and_leaves_the_benchmarks_byte_ident
     assert "- seed: 0, scale: 1, training scale: 2" in (tmp_path / "more" / "README.md").read_text(encoding="utf-8")
     with pytest.raises(ValueError, match="train_scale must be a positive int"):
         write_mini_suite(tmp_path / "bad", train_scale=0)
+
+
+def test_without_its_training_set_the_same_benchmarks_and_the_training_set_added_later_is_the_same(suite, tmp_path):
+    """What evaluation alone needs (training=False) is the full suite's benchmark files; the same folder written again
+    with its training set equals a suite written whole (the embedded default writes it so, when it trains)."""
+    from evalsuite.mini import MARKER, is_written
+
+    out = tmp_path / "later"
+    paths = write_mini_suite(out, seed=0, training=False)
+    assert set(paths) == set(NAMES) and not (out / "train").exists()
+    assert all(paths[name].read_bytes() == suite[name].read_bytes() for name in NAMES)
+    assert is_written(out, training=False) and not is_written(out)
+    assert "The training set is not written here" in (out / "README.md").read_text(encoding="utf-8")
+    write_mini_suite(out, seed=0, force=True)
+    assert is_written(out) and tree_digest(out) == tree_digest(suite["MME"].parent)
+    (out / MARKER).write_text("{not json")  # a damaged marker is no finished suite
+    assert not is_written(out, training=False)
+
+
+def test_training_images_hold_the_rendered_pixels(suite):
+    """Training images are encoded fast (not optimized): the pixels are the rendered scene's, bit for bit."""
+    from evalsuite.mini.training import training_scenes
+    from evalsuite.mini.world import render
+
+    scene, png = training_scenes(random.Random(0), 1, set())[0]
+    assert pixel_key(Image.open(io.BytesIO(png))) == pixel_key(render(scene))

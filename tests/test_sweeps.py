@@ -40,6 +40,9 @@ def test_types_and_seeds_reach_the_plans():
     assert job.plan.stages["pretrain"].seed == embedded.plan("vlora").stages["pretrain"].seed + 1
 
 
+MICRO_BASE = {"model": "vlora", "set": {"pretrain.max_steps": 2, "finetune.max_steps": 2}}  # rank.yaml's: 250 each
+
+
 def _write(tmp_path, **changes) -> Path:
     config = yaml.safe_load((CONFIGS / "rank.yaml").read_text())
     config.update(changes)
@@ -71,7 +74,7 @@ def test_bad_configs_fail_before_any_training(tmp_path, changes, message):
 
 def test_a_micro_sweep_killed_after_its_first_variant_resumes(fresh_machine, monkeypatch):  # noqa: F811
     tmp_path, stages = fresh_machine
-    config = _write(tmp_path, seeds=1, benchmarks=["MME", "ScienceQA_VAL"], reference="16",
+    config = _write(tmp_path, seeds=1, benchmarks=["MME", "ScienceQA_VAL"], reference="16", base=MICRO_BASE,
                     variants=[{"name": "16", "set": {"connector.rank": 1, "connector.alpha": 1.0}},
                               {"name": "32", "set": {"connector.rank": 2, "connector.alpha": 2.0}}])
     import vlora_eval.workflows.sweeps as sweeps
@@ -117,7 +120,7 @@ def test_a_sweep_trains_and_evaluates_on_the_placement_it_is_given(fresh_machine
     from vlora.placement import Placement, Process
 
     tmp_path, stages = fresh_machine
-    config = _write(tmp_path, seeds=1, benchmarks=["MME"], reference="16",
+    config = _write(tmp_path, seeds=1, benchmarks=["MME"], reference="16", base=MICRO_BASE,
                     variants=[{"name": "16", "set": {"connector.rank": 1, "connector.alpha": 1.0}}])
     seen = {"train": [], "eval": []}
     real_train, real_create = vlora.training.train, evalsuite.registry.create_model

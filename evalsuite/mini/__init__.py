@@ -1,12 +1,14 @@
 """The mini-suite: small versions of the six benchmarks, in VLMEvalKit's exact TSV formats, drawn from a
 deterministic synthetic world (world.py), plus LLaVA-format training data from disjoint scenes.
 
-    write_mini_suite(out, seed=0, scale=1, train_scale=None) -> {name: path}
+    write_mini_suite(out, seed=0, scale=1, train_scale=None, training=True) -> {name: path}
 
 Layout: out/{MMBench_DEV_EN,CCBench,MME,HallusionBench,ScienceQA_VAL,MMMU_DEV_VAL}.tsv,
 out/train/{pretrain,finetune}.json, out/train/images/*.png, out/README.md.
 Same seed and scales, byte-identical files. Each file draws from its own random stream, seeded by
-(seed, file name), so the training set's size (`train_scale`) never changes a benchmark file.
+(seed, file name), so the training set's size (`train_scale`) never changes a benchmark file, and a suite
+written without its training set (`training=False`: what evaluation alone needs, ~50x faster to write) has
+the same benchmark files; writing it again with `training=True` adds the training set.
 
 The suite is drawn in a staging folder inside `out`, then moved into place. A file already in `out`
 is replaced only when the tool wrote it (listed with its md5 in `out/.vlora-eval-mini.json`) or with
@@ -32,7 +34,7 @@ from evalsuite.mini.training import DEFAULT_STYLE, write_training
 from evalsuite.mini.writers import ImageBank, write_ccbench, write_mmbench, write_mmmu, write_scienceqa
 from evalsuite.mini.writers_yn import write_hallusionbench, write_mme
 
-__all__ = ["BENCHMARKS", "MARKER", "benchmark_image_keys", "write_mini_suite"]
+__all__ = ["BENCHMARKS", "MARKER", "benchmark_image_keys", "is_written", "write_mini_suite"]
 
 MARKER = ".vlora-eval-mini.json"  # {"files": {relative path: md5}} of what the tool wrote in the folder
 
@@ -47,12 +49,13 @@ def stream(seed: int, name: str) -> random.Random:
 
 
 def write_mini_suite(out: Path, seed: int = 0, scale: int = 1, force: bool = False,
-                     style: AnswerStyle = DEFAULT_STYLE, train_scale: int | None = None) -> dict[str, Path]:
+                     style: AnswerStyle = DEFAULT_STYLE, train_scale: int | None = None,
+                     training: bool = True) -> dict[str, Path]:
     """Write the six benchmark TSVs and the training data under `out`; return {name: path} with keys
     'MMBench_DEV_EN', 'CCBench', 'MME', 'HallusionBench', 'ScienceQA_VAL', 'MMMU_DEV_VAL',
-    'pretrain' (JSON), 'finetune' (JSON). `scale` multiplies the number of benchmark questions,
-    `train_scale` (default: `scale`) the number of training scenes; `style` is how the training data
-    answers (evalsuite/mini/items.py).
+    'pretrain' (JSON), 'finetune' (JSON) (these two only with `training`). `scale` multiplies the number of
+    benchmark questions, `train_scale` (default: `scale`) the number of training scenes; `style` is how the
+    training data answers (evalsuite/mini/items.py).
     Files in `out` that the tool did not write are never replaced unless `force`."""
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, not {seed!r}")
@@ -69,14 +72,25 @@ def write_mini_suite(out: Path, seed: int = 0, scale: int = 1, force: bool = Fal
         bank = ImageBank()
         for name, writer in BENCHMARKS.items():
             writer(staging / f"{name}.tsv", stream(seed, name), bank, scale)
-        write_training(staging / "train", stream(seed, "train"), train_scale, bank.keys, style)
-        _write_readme(staging, seed, scale, train_scale, bank, style)
+        if training:
+            write_training(staging / "train", stream(seed, "train"), train_scale, bank.keys, style)
+        _write_readme(staging, seed, scale, train_scale, bank, style, training)
         _publish(staging, out, force)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     paths = {name: out / f"{name}.tsv" for name in BENCHMARKS}
-    paths.update({name: out / "train" / f"{name}.json" for name in ("pretrain", "finetune")})
+    if training:
+        paths.update({name: out / "train" / f"{name}.json" for name in ("pretrain", "finetune")})
     return paths
+
+
+def is_written(folder: Path, training: bool = True) -> bool:
+    """Whether `folder` holds a whole mini-suite (its marker is written last), with its training set if `training`."""
+    try:
+        files = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(files, dict) and (not training or "train/finetune.json" in files)
 
 
 def _md5(path: Path) -> str:
@@ -125,7 +139,8 @@ def _publish(staging: Path, out: Path, force: bool) -> None:
     marker.write_text(json.dumps({"format": "vlora-eval mini-suite", "files": record}, indent=1), encoding="utf-8")
 
 
-def _write_readme(out: Path, seed: int, scale: int, train_scale: int, bank: ImageBank, style: AnswerStyle) -> None:
+def _write_readme(out: Path, seed: int, scale: int, train_scale: int, bank: ImageBank, style: AnswerStyle,
+                  training: bool) -> None:
     paths = {name: out / f"{name}.tsv" for name in BENCHMARKS}
     paths.update({name: out / "train" / f"{name}.json" for name in ("pretrain", "finetune")})
     lines = ["# vlora-eval mini-suite", "",
@@ -141,8 +156,10 @@ def _write_readme(out: Path, seed: int, scale: int, train_scale: int, bank: Imag
         frame = pd.read_csv(paths[name], sep="\t")
         questions = benchmark(name).handler.question_count(frame)
         lines.append(f"| {paths[name].name} | {len(frame)} | {questions} |")
+    if not training:
+        lines += ["", "The training set is not written here (written with `training=True`, when a model is trained)."]
     images = len(list((out / "train" / "images").glob("mini_*.png")))
-    for name in ("pretrain", "finetune"):
+    for name in ("pretrain", "finetune") if training else ():
         records = len(json.loads(paths[name].read_text(encoding="utf-8")))
         lines.append(f"| train/{paths[name].name} | {records} records | images: {images} in train/images |")
     (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

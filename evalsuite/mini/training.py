@@ -46,7 +46,7 @@ def training_scenes(rng: random.Random, n: int, forbidden: set[str]) -> list[tup
         if key in forbidden or key in seen:
             continue
         seen.add(key)
-        out.append((scene, png_bytes(image)))
+        out.append((scene, png_bytes(image, optimize=False)))  # read back as pixels
     return out
 
 

@@ -167,20 +167,22 @@ class _Turn:
 
 
 # --- the parts ------------------------------------------------------------------------------------
-def mini_suite(say: Callable[[str], None] = print) -> Path:
-    """The embedded mini-suite's folder (written once)."""
-    from evalsuite.mini import MARKER, write_mini_suite
+def mini_suite(say: Callable[[str], None] = print, *, training: bool = False) -> Path:
+    """The embedded mini-suite's folder, its benchmarks written once; with `training` its training set too (in
+    train/; written only when a model is trained: evaluation alone needs seconds, the training set a minute)."""
+    from evalsuite.mini import is_written, write_mini_suite
 
     settings = recipe().mini_suite
     folder = cache_root() / f"mini-suite-{fingerprint(to_data(settings))}"
-    if not (folder / MARKER).is_file():
+    if not is_written(folder, training):
         with _Turn(say):
-            if not (folder / MARKER).is_file():
-                say(f"writing the embedded mini-suite (seed {settings.seed}, scale {settings.scale}, training scale "
-                    f"{settings.train_scale or settings.scale}) to {folder}")
+            if not is_written(folder, training):
+                what = (f"with its training set (training scale {settings.train_scale or settings.scale})" if training
+                        else "its benchmarks")
+                say(f"writing the embedded mini-suite (seed {settings.seed}, scale {settings.scale}), {what}, to {folder}")
                 # the folder is the cache's own: an interrupted write is replaced whole
                 write_mini_suite(folder, seed=settings.seed, scale=settings.scale, force=True, style=settings.style(),
-                                 train_scale=settings.train_scale)
+                                 train_scale=settings.train_scale, training=training)
     return folder
 
 
@@ -235,7 +237,7 @@ def trained_model(name: str, *, placement: Placement, progress: bool = True,
                 say(f"no embedded {name} in the cache: training the embedded tiny {name} (the paper's two stages, "
                     f"from the foundations' LLM and CLIP) on the embedded mini-suite (once, about 15 minutes on a CPU; "
                     f"cached in {cache_root()}): {words}")
-                data = TrainingSet.folder(suite / "train", list(current.stages))
+                data = TrainingSet.folder(mini_suite(say, training=True) / "train", list(current.stages))
                 _, tokenizer = train_plan(current, data, folder, placement=placement, label=f"the embedded {name}",
                                           foundations=foundations(), progress=progress, say=say)
                 trained = f"here ({placement.describe()}); {words}"

@@ -76,7 +76,7 @@ def _train(name: str, work: Path, *, placement: Placement, progress: bool, say: 
     from vlora_eval.workflows.train import TrainingSet, train_plan
 
     current = embedded.plan(name)
-    data = TrainingSet.folder(embedded.mini_suite(say) / "train", list(current.stages))
+    data = TrainingSet.folder(embedded.mini_suite(say, training=True) / "train", list(current.stages))
     final, _ = train_plan(current, data, work / embedded.model_folder(name).name, placement=placement,
                           label=f"the embedded {name}", foundations=embedded.foundations(), progress=progress, say=say)
     return final

@@ -138,7 +138,7 @@ def write_pairs(scenes: Sequence[Scene], folder: Path, edits: int, seed: int, im
                 break
         for copy, member in enumerate(group):
             name = f"images/s{number:05d}_{copy}.png"
-            (folder / name).write_bytes(png_bytes(render(member, image_size)))
+            (folder / name).write_bytes(png_bytes(render(member, image_size), optimize=False))
             records.append({"id": f"s{number:05d}_{copy}", "image": name, "group": f"s{number:05d}",
                             "conversations": [{"from": "human", "value": "<image>\n"},
                                               {"from": "gpt", "value": caption(member, rng)}]})

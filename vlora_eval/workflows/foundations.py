@@ -108,7 +108,8 @@ def training_scenes(current: FoundationsRecipe, work: Path, say: Say):
 
     suite = work / "mini-suite"
     say(f"writing the mini-suite to avoid (seed {current.avoid_mini_suite.seed}, scale {current.avoid_mini_suite.scale})")
-    write_mini_suite(suite, seed=current.avoid_mini_suite.seed, scale=current.avoid_mini_suite.scale, force=True)
+    write_mini_suite(suite, seed=current.avoid_mini_suite.seed, scale=current.avoid_mini_suite.scale, force=True,
+                     training=False)  # its benchmarks are what is avoided
     forbidden = benchmark_image_keys(suite)
     scenes = [scene for scene, _ in draw(random.Random(f"foundations/scenes/{current.seed}"),
                                          current.scenes + current.held_out_scenes, forbidden)]

@@ -292,7 +292,7 @@ def _data(sweep: Sweep, say: Callable[[str], None]) -> tuple[Path, Path]:
         return Path(sweep.file.data.train), Path(sweep.file.data.benchmarks)
     from vlora_eval.workflows.embedded import mini_suite
 
-    suite = mini_suite(say)
+    suite = mini_suite(say, training=True)
     return suite / "train", suite
 
 
