@@ -16,6 +16,19 @@ from vlora.model import MultimodalLM, build_model
 from vlora.presets import preset
 from vlora.tokenizer import build_tiny_tokenizer
 
+
+def _pin_worker() -> None:
+    """Under pytest-xdist (pyproject's addopts), each worker keeps to its own share of the cores (one core each
+    when there are as many workers as cores), and so do the processes it starts: torch's threads never spin
+    against another worker's (two busy processes on shared cores run several times slower)."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker is None or not hasattr(os, "sched_setaffinity"):
+        return
+    cores, index = sorted(os.sched_getaffinity(0)), int(worker.removeprefix("gw"))
+    os.sched_setaffinity(0, cores[index::count] or [cores[index % len(cores)]])
+
+
+_pin_worker()
 torch.set_num_threads(min(2, len(os.sched_getaffinity(0))))  # never more threads than the cores given
 
 
