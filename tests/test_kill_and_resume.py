@@ -87,7 +87,7 @@ def test_killed_at_a_random_moment_then_resumed(mini, tmp_path, uninterrupted, s
 def test_two_processes_one_folder(mini, tmp_path):
     results = tmp_path / "results"
     folder = results / "vlora-tiny" / "MMBench_DEV_EN"
-    slow = ("--batch-size", "1", "--max-new-tokens", "400", "--limit", "12")  # ~25 s: long enough for a second process to start
+    slow = ("--batch-size", "1", "--max-new-tokens", "400", "--limit", "12")  # long enough for a second process to start
     first = start(mini, results, *slow)
     owner = folder / ".predictions.jsonl.owner"
     deadline = time.monotonic() + 120
