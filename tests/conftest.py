@@ -28,6 +28,12 @@ def _pin_worker() -> None:
     os.sched_setaffinity(0, cores[index::count] or [cores[index % len(cores)]])
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: one worker per core this process may use (its affinity), at most 8 (each holds torch and tiny
+    models); not the machine's count, which a container's share of it can be far below."""
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
 _pin_worker()
 torch.set_num_threads(min(2, len(os.sched_getaffinity(0))))  # never more threads than the cores given
 
