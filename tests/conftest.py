@@ -13,6 +13,7 @@ from PIL import Image
 from reference.official_vlora import OfficialTinyConfig, official_config_json, random_official_state_dict
 
 from vlora.model import MultimodalLM, build_model
+from vlora.placement import usable_cores
 from vlora.presets import preset
 from vlora.tokenizer import build_tiny_tokenizer
 
@@ -31,11 +32,11 @@ def _pin_worker() -> None:
 def pytest_xdist_auto_num_workers(config) -> int:
     """`-n auto`: one worker per core this process may use (its affinity), at most 8 (each holds torch and tiny
     models); not the machine's count, which a container's share of it can be far below."""
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    return min(8, usable_cores())
 
 
 _pin_worker()
-torch.set_num_threads(min(2, len(os.sched_getaffinity(0))))  # never more threads than the cores given
+torch.set_num_threads(min(2, usable_cores()))  # never more threads than the cores given
 
 
 @pytest.fixture

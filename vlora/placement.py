@@ -77,6 +77,11 @@ def resolve_dtype(name: str, device: torch.device, stored: torch.dtype | None = 
         raise ConfigError(f"--dtype {name!r}: choose auto, {', '.join(DTYPES)}") from None
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS has one), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def cpu_threads(process: Process = Process(), requested: int | None = None, load: float | None = None) -> int:
     """Torch's CPU threads: the cores this process may use, shared among this machine's processes of
     the run, minus the cores other programs keep busy (`load`: the 1-minute load average, read before
@@ -87,7 +92,7 @@ def cpu_threads(process: Process = Process(), requested: int | None = None, load
         if requested < 1:
             raise ConfigError(f"--threads {requested} must be at least 1")
         return requested
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     busy = round(os.getloadavg()[0]) if load is None and hasattr(os, "getloadavg") else round(load or 0)
     return max(1, min(cores // process.local_world_size, cores - busy))
 

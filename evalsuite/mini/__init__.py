@@ -142,7 +142,7 @@ def _publish(staging: Path, out: Path, force: bool) -> None:
 def _write_readme(out: Path, seed: int, scale: int, train_scale: int, bank: ImageBank, style: AnswerStyle,
                   training: bool) -> None:
     paths = {name: out / f"{name}.tsv" for name in BENCHMARKS}
-    paths.update({name: out / "train" / f"{name}.json" for name in ("pretrain", "finetune")})
+    paths.update({name: out / "train" / f"{name}.json" for name in ("pretrain", "finetune")})  # read if `training`
     lines = ["# vlora-eval mini-suite", "",
              "Synthetic, deterministic small versions of six benchmarks in VLMEvalKit's TSV formats",
              "(PIL-drawn shapes, words, code, sums, bar charts and tables), plus LLaVA-format training data",
@@ -156,12 +156,13 @@ def _write_readme(out: Path, seed: int, scale: int, train_scale: int, bank: Imag
         frame = pd.read_csv(paths[name], sep="\t")
         questions = benchmark(name).handler.question_count(frame)
         lines.append(f"| {paths[name].name} | {len(frame)} | {questions} |")
-    if not training:
+    if training:
+        images = len(list((out / "train" / "images").glob("mini_*.png")))
+        for name in ("pretrain", "finetune"):
+            records = len(json.loads(paths[name].read_text(encoding="utf-8")))
+            lines.append(f"| train/{paths[name].name} | {records} records | images: {images} in train/images |")
+    else:
         lines += ["", "The training set is not written here (written with `training=True`, when a model is trained)."]
-    images = len(list((out / "train" / "images").glob("mini_*.png")))
-    for name in ("pretrain", "finetune") if training else ():
-        records = len(json.loads(paths[name].read_text(encoding="utf-8")))
-        lines.append(f"| train/{paths[name].name} | {records} records | images: {images} in train/images |")
     (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
